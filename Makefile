@@ -1,0 +1,23 @@
+# One command each; every target sets up what is missing first (scripts/setup.sh is idempotent).
+SHELL := /bin/bash
+export CANTOLAB_DATA ?= ../shared/data
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+PY := .venv/bin/python
+
+.PHONY: setup test demo bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) -m flows.demo
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf demo-output bench-results .pytest_cache

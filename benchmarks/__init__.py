@@ -1,0 +1,1 @@
+"""`make bench`: each bench_*.py module's main() writes bench-results/<name>.json."""

@@ -1,0 +1,23 @@
+"""Where benchmark results go and how they are written."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(os.environ.get("CANTOLAB_BENCH_DIR", "bench-results"))
+
+
+def write_result(name: str, result: dict) -> dict:
+    result = {
+        "benchmark": name,
+        "measured_at": datetime.now(timezone.utc).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        **result,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    return result

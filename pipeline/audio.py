@@ -1,0 +1,205 @@
+"""Load, validate and write audio.
+
+Every problem raises `AudioError` naming the file and what is wrong with it, so a flow can put the
+file in `rejects` with a reason a person can act on and carry on with the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from pipeline.config import AudioConfig
+
+_INT_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+
+
+class AudioError(ValueError):
+    """A file that cannot be used, with where (path) and why (problem)."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class AudioClip:
+    """A validated mono signal and where it came from."""
+
+    samples: np.ndarray  # float32, shape (n,), full scale ±1
+    sample_rate: int
+    subtype: str  # the source's sample format, e.g. PCM_24
+    channels: int  # the source's channel count, before the channel policy
+    source_path: str
+    sha256: str
+    clipping_fraction: float = 0.0
+    resampled_from: int | None = None
+
+    @property
+    def frames(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def full_scale_threshold(subtype: str) -> float:
+    """The magnitude at which a sample of this format counts as clipped (its largest code)."""
+    bits = _INT_BITS.get(subtype)
+    if bits is None:
+        return 1.0
+    return (2 ** (bits - 1) - 1) / 2 ** (bits - 1)
+
+
+def clipping_fraction(samples: np.ndarray, subtype: str) -> float:
+    if samples.size == 0:
+        return 0.0
+    return float(np.count_nonzero(np.abs(samples) >= full_scale_threshold(subtype))) / samples.size
+
+
+def _read(path: Path) -> tuple[np.ndarray, sf._SoundFileInfo]:
+    if not path.exists():
+        raise AudioError(path, "file not found")
+    if not path.is_file():
+        raise AudioError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile's own words say which problem it met
+        raise AudioError(path, f"unreadable or not audio ({exc})") from None
+    if info.frames <= 0:
+        raise AudioError(path, "zero-length audio (no frames)")
+    try:
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(path, f"truncated or corrupt audio data ({exc})") from None
+    if data.shape[0] == 0:
+        raise AudioError(path, "zero-length audio (no frames could be decoded)")
+    if data.shape[0] < info.frames:
+        raise AudioError(path, f"truncated: header declares {info.frames} frames, only {data.shape[0]} present")
+    return data, info
+
+
+def _pick_channel(data: np.ndarray, policy, path: Path) -> np.ndarray:
+    channels = data.shape[1]
+    if channels == 1:
+        return data[:, 0]
+    if policy == "downmix":
+        return data.mean(axis=1, dtype=np.float64).astype(np.float32)
+    index = 0 if policy == "first" else int(policy)
+    if index >= channels:
+        raise AudioError(path, f"channel {index} requested but the file has {channels} channels")
+    return np.ascontiguousarray(data[:, index])
+
+
+def load_audio(path: str | os.PathLike, cfg: AudioConfig = AudioConfig()) -> AudioClip:
+    """Read WAV/FLAC (any rate, depth, channel count) into a validated mono clip."""
+    path = Path(path)
+    data, info = _read(path)
+    if not np.isfinite(data).all():
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise AudioError(path, f"{bad} NaN/inf samples")
+    seconds = data.shape[0] / info.samplerate
+    if seconds > cfg.max_seconds:
+        raise AudioError(path, f"too long: {seconds:.1f} s exceeds the configured maximum of {cfg.max_seconds:.1f} s")
+    peak = float(np.abs(data).max())
+    if peak == 0.0 or 20 * np.log10(peak) < cfg.silence_dbfs:
+        level = "-inf" if peak == 0.0 else f"{20 * np.log10(peak):.1f}"
+        raise AudioError(path, f"digital silence: peak {level} dBFS is below {cfg.silence_dbfs} dBFS")
+    clipped = clipping_fraction(data, info.subtype)
+    if clipped > cfg.max_clipping_fraction:
+        raise AudioError(
+            path,
+            f"clipped: {clipped:.2%} of samples at full scale exceeds the limit of {cfg.max_clipping_fraction:.2%}",
+        )
+    mono = _pick_channel(data, cfg.channels, path)
+    rate = info.samplerate
+    resampled_from = None
+    if rate != cfg.expected_rate:
+        if cfg.on_rate_mismatch == "refuse":
+            raise AudioError(path, f"sample rate {rate} Hz, expected {cfg.expected_rate} Hz")
+        from pipeline.preprocess import resample
+
+        mono = resample(mono, rate, cfg.expected_rate)
+        resampled_from, rate = rate, cfg.expected_rate
+    return AudioClip(
+        samples=np.ascontiguousarray(mono, dtype=np.float32),
+        sample_rate=rate,
+        subtype=info.subtype,
+        channels=info.channels,
+        source_path=str(path),
+        sha256=sha256_file(path),
+        clipping_fraction=clipped,
+        resampled_from=resampled_from,
+    )
+
+
+def _format_for(path: Path, format: str | None) -> str:
+    if format:
+        return format.upper()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in ("wav", "flac"):
+        raise ValueError(f"{path}: write WAV or FLAC (.wav/.flac), not {path.suffix!r}")
+    return suffix.upper()
+
+
+def write_audio(
+    path: str | os.PathLike,
+    samples: np.ndarray,
+    sample_rate: int = 48_000,
+    subtype: str = "PCM_24",
+    format: str | None = None,
+) -> Path:
+    """Write atomically (temporary file, then rename): a crash never leaves half a file behind."""
+    path = Path(path)
+    fmt = _format_for(path, format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate, subtype=subtype, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def encode_flac(
+    samples: np.ndarray, sample_rate: int = 48_000, subtype: str = "PCM_24", compression_level: float = 0.0
+) -> bytes:
+    """FLAC bytes for the dataset. Level 0 is the fastest; FLAC is lossless at any level."""
+    buf = io.BytesIO()
+    sf.write(
+        buf,
+        np.asarray(samples, dtype=np.float32),
+        sample_rate,
+        subtype=subtype,
+        format="FLAC",
+        compression_level=compression_level,
+    )
+    return buf.getvalue()
+
+
+def decode_audio_bytes(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode FLAC/WAV bytes (as stored in the `clips` table) to mono float32 and its rate."""
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)), rate

@@ -1,0 +1,32 @@
+"""Where the third-party reference recordings live (never copied into the repository)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SETS = ("gtsinger", "ravdess_song")
+
+
+def shared_data_dir() -> Path | None:
+    """CANTOLAB_DATA, else ../shared/data beside the repository; None when neither exists."""
+    env = os.environ.get("CANTOLAB_DATA")
+    path = Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
+    path = path if path.is_absolute() else (Path.cwd() / path)
+    return path.resolve() if path.is_dir() else None
+
+
+def read_labels(name: str, root: Path | None = None) -> pd.DataFrame:
+    """One set's labels.csv, with `abs_path` resolved inside that set's folder."""
+    if name not in SETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(SETS)}")
+    root = root or shared_data_dir()
+    if root is None:
+        raise FileNotFoundError("no reference data: set CANTOLAB_DATA to the folder holding gtsinger/ and ravdess_song/")
+    folder = root / name
+    table = pd.read_csv(folder / "labels.csv", dtype={"singer": str})
+    table["abs_path"] = [str(folder / p) for p in table["path"]]
+    return table

@@ -1,0 +1,98 @@
+"""From a recording on disk to dataset rows: the steps every ingest path shares.
+
+`prepare_take` is the whole audio core in order (load + checks, DC removal, normalization,
+16 kHz for Whisper, FLAC for the dataset); the `*_record` helpers shape rows for the tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from pipeline import __version__
+from pipeline.audio import AudioClip, encode_flac, load_audio
+from pipeline.config import AudioConfig, PreprocessConfig
+from pipeline.ids import clip_id
+from pipeline.preprocess import Processed, db, preprocess, to_whisper_input
+
+
+@dataclass
+class PreparedTake:
+    clip: AudioClip
+    processed: Processed
+    whisper_input: np.ndarray  # 16 kHz float32 of the processed signal
+    flac: bytes  # processed 48 kHz / 24-bit audio
+
+    @property
+    def seconds(self) -> float:
+        return self.clip.seconds
+
+
+def prepare_take(
+    path, audio_cfg: AudioConfig = AudioConfig(), pre_cfg: PreprocessConfig = PreprocessConfig()
+) -> PreparedTake:
+    clip = load_audio(path, audio_cfg)
+    processed = preprocess(clip, pre_cfg)
+    return PreparedTake(
+        clip=clip,
+        processed=processed,
+        whisper_input=to_whisper_input(processed.samples, processed.sample_rate),
+        flac=encode_flac(processed.samples, processed.sample_rate, "PCM_24"),
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def take_record(take_id: str, prepared: PreparedTake, manifest: dict) -> dict:
+    """A `takes` row: the manifest's fields, then what the audio core measured."""
+    clip, stats = prepared.clip, prepared.processed.stats
+    row = {
+        "take_id": take_id,
+        "sample_rate": clip.resampled_from or clip.sample_rate,
+        "subtype": clip.subtype,
+        "channels": clip.channels,
+        "frames": int(round(clip.seconds * (clip.resampled_from or clip.sample_rate))),
+        "seconds": clip.seconds,
+        "peak_dbfs": stats["peak_dbfs_in"],
+        "clipped_samples": int(round(clip.clipping_fraction * clip.frames * clip.channels)),
+        "sha256": clip.sha256,
+        "tool_version": __version__,
+        "recovered": False,
+        "source_path": clip.source_path,
+    }
+    for key, value in manifest.items():
+        if value is not None and key not in ("frames", "seconds", "sha256", "subtype", "channels", "sample_rate"):
+            row[key] = value
+    row.update(
+        dc_offset=stats["dc_offset"],
+        gain_db=stats["gain_db"],
+        clipping_fraction=clip.clipping_fraction,
+        processed_at=_utcnow(),
+    )
+    return row
+
+
+def whole_clip_record(take_id: str, prepared: PreparedTake, session: str | None, singer: str | None) -> dict:
+    """A `clips` row for a take kept whole (before transcription has split it)."""
+    seconds = round(prepared.seconds, 3)
+    return {
+        "clip_id": clip_id(take_id, 0.0, seconds),
+        "take_id": take_id,
+        "session": session,
+        "singer": singer,
+        "start_s": 0.0,
+        "end_s": seconds,
+        "audio_flac": prepared.flac,
+        "sample_rate": prepared.processed.sample_rate,
+        "processed_sha256": hashlib.sha256(prepared.flac).hexdigest(),
+        "created_at": _utcnow(),
+    }
+
+
+def peak_dbfs(x: np.ndarray) -> float:
+    return db(float(np.abs(x).max())) if x.size else float("-inf")
