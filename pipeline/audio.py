@@ -74,6 +74,33 @@ def clipping_fraction(samples: np.ndarray, subtype: str) -> float:
     return float(np.count_nonzero(np.abs(samples) >= full_scale_threshold(subtype))) / samples.size
 
 
+def _wav_data_shortfall(path: Path, block_align: int) -> tuple[int, int] | None:
+    """(declared, present) frames when a RIFF/WAVE data chunk claims more bytes than the file holds.
+
+    libsndfile quietly trims such a chunk to the file's length; a take cut short by a crash or a
+    failed copy must be reported instead, so the header is checked here.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            chunk_id, chunk_size = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF):  # streaming writers leave these; nothing declared
+                    return None
+                present = size - (pos + 8)
+                if present < chunk_size:
+                    return chunk_size // block_align, present // block_align
+                return None
+            pos += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
 def _read(path: Path) -> tuple[np.ndarray, sf._SoundFileInfo]:
     if not path.exists():
         raise AudioError(path, "file not found")
@@ -93,8 +120,14 @@ def _read(path: Path) -> tuple[np.ndarray, sf._SoundFileInfo]:
         raise AudioError(path, f"truncated or corrupt audio data ({exc})") from None
     if data.shape[0] == 0:
         raise AudioError(path, "zero-length audio (no frames could be decoded)")
-    if data.shape[0] < info.frames:
-        raise AudioError(path, f"truncated: header declares {info.frames} frames, only {data.shape[0]} present")
+    declared = info.frames
+    if info.format == "WAV":
+        width = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}.get(info.subtype)
+        shortfall = _wav_data_shortfall(path, width * info.channels) if width else None
+        if shortfall:
+            declared = shortfall[0]
+    if data.shape[0] < declared:
+        raise AudioError(path, f"truncated: header declares {declared} frames, only {data.shape[0]} present")
     return data, info
 
 
