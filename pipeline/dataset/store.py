@@ -74,8 +74,14 @@ def row_hashes(table: pa.Table) -> list[str]:
     return out
 
 
+def _check_table(name: str) -> None:
+    if name not in SCHEMAS:
+        raise DatasetError(f"unknown table {name!r}; tables are {', '.join(SCHEMAS)}")
+
+
 def _conform(name: str, rows) -> pa.Table:
     """Cast input rows to the table's schema; unknown columns and missing keys are errors."""
+    _check_table(name)
     schema = SCHEMAS[name]
     if isinstance(rows, pa.Table):
         table = rows
@@ -121,8 +127,7 @@ class Dataset:
 
     # ---------- paths and locking
     def _dir(self, name: str) -> str:
-        if name not in SCHEMAS:
-            raise DatasetError(f"unknown table {name!r}; tables are {', '.join(SCHEMAS)}")
+        _check_table(name)
         return f"{self._base.rstrip('/')}/{name}"
 
     def _parts(self, name: str) -> list[tuple[int, str]]:
@@ -203,9 +208,9 @@ class Dataset:
         schema = SCHEMAS[name]
         arrays, fields = [], []
         for col in want:
-            ftype = schema.field(col).type if col in schema.names else pa.string()
-            arrays.append(table.column(col) if col in table.column_names else pa.nulls(table.num_rows, ftype))
-            fields.append(pa.field(col, ftype))
+            field = schema.field(col) if col in schema.names else pa.field(col, pa.string())
+            arrays.append(table.column(col) if col in table.column_names else pa.nulls(table.num_rows, field.type))
+            fields.append(field)
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
     def _read_all(self, name: str, columns: list[str] | None) -> tuple[pa.Table, list[int]]:
@@ -227,6 +232,7 @@ class Dataset:
 
     def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """The table's current rows (newest per key); an empty table with the schema when absent."""
+        _check_table(name)
         key_cols = KEYS[name]
         cols = None if columns is None else list(dict.fromkeys([*key_cols, *columns]))
         table, _ = self._read_all(name, cols)
@@ -292,10 +298,9 @@ class Dataset:
                 self.fs.makedirs(folder, exist_ok=True)
                 path = f"{folder}/part-{new_seq:010d}-{uuid.uuid4().hex[:8]}.parquet"
                 self._write_atomic(path, self._with_metadata(name, incoming.take(take)))
-            superseded = {in_keys[i] for i in take if in_keys[i] in existing} | stale
+            # Every older copy of a key goes: stale ones left by a crash, and those replaced just now.
             newest = {k: existing[k][1] for k in stale}
-            for key in superseded - stale:
-                newest[key] = new_seq
+            newest.update({in_keys[i]: new_seq for i in take if in_keys[i] in existing})
             self._drop_superseded(name, part_of_seq, newest)
         return UpsertResult(inserted, updated, unchanged)
 
@@ -318,6 +323,7 @@ class Dataset:
 
     def delete(self, name: str, keys: Iterable[tuple]) -> int:
         """Remove rows by key; returns how many were removed."""
+        _check_table(name)
         doomed = set(map(tuple, keys))
         if not doomed:
             return 0

@@ -1,0 +1,34 @@
+"""`cantolab dataset info` through the real console script on a real dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [str(Path(sys.executable).parent / "cantolab")]
+
+
+def test_dataset_info_prints_counts_and_label_table(tmp_dataset):
+    tmp_dataset.upsert(
+        "labels",
+        [
+            {"clip_id": "a", "style": "pop", "emotion": "sad", "resolution": "agreed"},
+            {"clip_id": "b", "style": "bel canto", "emotion": "happy", "resolution": "adjudicated"},
+        ],
+    )
+    out = subprocess.run([*CLI, "dataset", "info", tmp_dataset.root], capture_output=True, text=True, check=True)
+    assert "labels" in out.stdout and "bel canto" in out.stdout and "style × emotion" in out.stdout
+    js = json.loads(subprocess.run([*CLI, "dataset", "info", tmp_dataset.root, "--json"], capture_output=True, text=True, check=True).stdout)
+    assert js["rows"]["labels"] == 2 and js["style_x_emotion"] == {"bel canto × happy": 1, "pop × sad": 1}
+
+
+def test_dataset_info_on_missing_folder_is_a_clear_error(tmp_path):
+    out = subprocess.run([*CLI, "dataset", "info", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert out.returncode == 2 and "no dataset at" in out.stdout
+
+
+def test_help_lists_the_commands():
+    out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, check=True)
+    assert "dataset" in out.stdout
