@@ -1,6 +1,9 @@
 # One command each; every target sets up what is missing first (scripts/setup.sh is idempotent).
 SHELL := /bin/bash
-export CANTOLAB_DATA ?= ../shared/data
+CANTOLAB_DATA ?= ../shared/data
+# Absolute, so tests and tools that change directory still find the recordings.
+override CANTOLAB_DATA := $(abspath $(CANTOLAB_DATA))
+export CANTOLAB_DATA
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PY := .venv/bin/python
