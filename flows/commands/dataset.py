@@ -62,5 +62,20 @@ def info(
         print_summary(summary)
 
 
+@dataset_app.command("rejects")
+def rejects(root: str = typer.Argument(..., help="Dataset folder (local path or fsspec URL).")) -> None:
+    """What a stage could not process: where, why and when (quarantined, never dropped)."""
+    rows = Dataset(root).read("rejects").to_pylist()
+    if not rows:
+        console.print("no rejects")
+        return
+    table = Table(title=f"{len(rows)} reject(s)")
+    for col in ("stage", "source", "reason", "at"):
+        table.add_column(col, overflow="fold")
+    for r in sorted(rows, key=lambda r: (r["stage"], r["source"])):
+        table.add_row(r["stage"], r["source"], r["reason"] or "", str(r["at"] or ""))
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(dataset_app, name="dataset")

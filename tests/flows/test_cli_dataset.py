@@ -32,3 +32,11 @@ def test_dataset_info_on_missing_folder_is_a_clear_error(tmp_path):
 def test_help_lists_the_commands():
     out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, check=True)
     assert "dataset" in out.stdout
+
+
+def test_dataset_rejects_lists_what_was_quarantined(tmp_dataset):
+    from pipeline.dataset import add_reject
+
+    add_reject(tmp_dataset, "preprocess", "/takes/broken.wav", "empty file (0 bytes)")
+    out = subprocess.run([*CLI, "dataset", "rejects", tmp_dataset.root], capture_output=True, text=True, check=True)
+    assert "broken.wav" in out.stdout and "empty file" in out.stdout
