@@ -152,3 +152,11 @@ def test_write_and_flac_round_trip_24bit(tmp_path):
     assert rate == 48000
     np.testing.assert_array_equal(decoded.astype(np.float64), quantized)
     assert not list(tmp_path.glob(".*.tmp")), "atomic writes leave no temporary files"
+
+
+def test_truncated_real_flac_is_refused(tmp_path, gtsinger):
+    data = open(gtsinger.iloc[0]["abs_path"], "rb").read()
+    path = tmp_path / "cut.flac"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="truncated or corrupt"):
+        load_audio(path)
