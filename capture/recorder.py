@@ -1,0 +1,367 @@
+"""Record one take: PortAudio callback → bounded queue → writer thread → WAV on disk.
+
+The callback only copies the chosen channel into a bounded queue (it never blocks or touches the
+disk). A writer thread appends blocks to a `WavStreamWriter`, fixing the header and fsync'ing at
+least every `flush_seconds`, so a killed process loses at most that much; `recover` does the rest.
+A write error (disk full, file-size limit) ends the take cleanly with what was written kept.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline.audio import sha256_file
+
+from capture.devices import SAMPLE_RATE, CaptureError, InputDevice, check_device, resolve_device
+from capture.levels import Meter
+from capture.manifest import (
+    STATUS_COMPLETE,
+    STATUS_RECORDING,
+    STATUS_STOPPED,
+    TakeManifest,
+    claim_take,
+    manifest_path,
+    safe_component,
+    utc_now_iso,
+    write_manifest,
+)
+from capture.wavstream import BYTES_PER_SAMPLE, WavStreamWriter
+
+_STOP = object()
+
+
+@dataclass
+class TakeRequest:
+    session: str
+    singer: str
+    song: str
+    recordings: Path = Path("RECORDINGS")
+    notes: str = ""
+    microphone: str = "Neumann TLM 103"
+    device: str | int | None = None
+    channel: int = 1  # 1-based input channel of the interface
+    seconds: float | None = None  # None: until stopped
+    min_free_minutes: float = 30.0  # refuse to start with less disk than this much audio
+    flush_seconds: float = 1.0
+    queue_seconds: float = 20.0  # how much audio the queue holds while the disk stalls
+    blocksize: int = 1024
+    checkpoint_seconds: float = 5.0  # manifest counters refreshed this often during the take
+
+
+@dataclass
+class LiveStats:
+    elapsed: float
+    frames: int
+    peak_dbfs: float  # since the previous snapshot
+    rms_dbfs: float
+    take_peak_dbfs: float
+    clipped_samples: int
+    input_overflows: int
+    frames_lost: int
+    queue_blocks: int
+    new_clips: int = 0
+    new_overflows: int = 0
+
+
+@dataclass
+class TakeResult:
+    manifest: TakeManifest
+    wav_path: Path
+    manifest_path: Path
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest.status == STATUS_COMPLETE
+
+
+def free_minutes(folder: Path, channels: int = 1) -> float:
+    """Minutes of 48 kHz / 24-bit audio that fit in the free space of `folder`'s file system."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    return shutil.disk_usage(probe).free / (SAMPLE_RATE * BYTES_PER_SAMPLE * channels * 60)
+
+
+class Recorder:
+    def __init__(self, request: TakeRequest):
+        self.req = request
+        self.meter = Meter()
+        self.overflows = 0
+        self.frames_lost = 0
+        self.error: str = ""
+        self.end_reason = ""
+        self.stop_event = threading.Event()
+        self.done_event = threading.Event()
+        self._clips_seen = 0
+        self._overflows_seen = 0
+        self._t0 = 0.0
+        max_blocks = max(4, int(request.queue_seconds * SAMPLE_RATE / request.blocksize))
+        self._queue: queue.Queue = queue.Queue(maxsize=max_blocks)
+        self._stream = None
+        self._writer: WavStreamWriter | None = None
+        self._thread: threading.Thread | None = None
+        self.device: InputDevice | None = None
+        self.manifest: TakeManifest | None = None
+        self.wav_path: Path | None = None
+        self.target_frames = int(round(request.seconds * SAMPLE_RATE)) if request.seconds else None
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(self) -> TakeManifest:
+        req = self.req
+        session = safe_component(req.session, "session")
+        safe_component(req.singer, "singer")
+        self.device = resolve_device(req.device)
+        check_device(self.device, req.channel)
+        session_dir = Path(req.recordings) / session
+        minutes = free_minutes(session_dir)
+        if minutes < req.min_free_minutes:
+            raise CaptureError(
+                f"only {minutes:.1f} minutes of 48 kHz / 24-bit audio fit on the disk holding {session_dir} "
+                f"(the minimum is {req.min_free_minutes:g}); free space or lower --min-free-minutes"
+            )
+        # A full disk or a file-size limit must surface as an OSError, not kill the process.
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGXFSZ"):
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        take_id, wav, fd = claim_take(session_dir, req.singer)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # `recover` leaves a locked (live) take alone
+        self.wav_path = wav
+        self._writer = WavStreamWriter(wav, SAMPLE_RATE, fd=fd)
+        self.manifest = TakeManifest(
+            take_id=take_id,
+            session=session,
+            singer=req.singer,
+            song=req.song,
+            notes=req.notes,
+            device_name=self.device.name,
+            host_api=self.device.host_api,
+            microphone=req.microphone,
+            input_channel=req.channel,
+            started_at=utc_now_iso(),
+            status=STATUS_RECORDING,
+        )
+        self._writer.flush()
+        write_manifest(manifest_path(wav), self.manifest)
+        self._thread = threading.Thread(target=self._write_loop, name="capture-writer", daemon=True)
+        self._thread.start()
+        import sounddevice as sd
+
+        try:
+            self._stream = sd.InputStream(
+                device=self.device.index,
+                channels=req.channel,
+                samplerate=SAMPLE_RATE,
+                dtype="int32",
+                blocksize=req.blocksize,
+                callback=self._callback,
+            )
+            self._t0 = time.monotonic()
+            self.manifest.started_at = utc_now_iso()
+            self._stream.start()
+        except Exception as exc:
+            self.error = f"could not start the input stream: {exc}"
+            self.end_reason = "error"
+            result = self.finish()
+            if result.manifest.frames == 0:  # nothing was recorded: leave no empty take behind
+                result.wav_path.unlink(missing_ok=True)
+                result.manifest_path.unlink(missing_ok=True)
+            raise CaptureError(f"{self.device.label()}: {self.error}") from exc
+        return self.manifest
+
+    # -- realtime side ---------------------------------------------------------------------------
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        try:
+            self._queue.put_nowait(indata[:, self.req.channel - 1].copy())
+        except queue.Full:
+            self.frames_lost += frames
+
+    # -- writer thread ---------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        writer = self._writer
+        last_flush = last_checkpoint = time.monotonic()
+        while True:
+            try:
+                block = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                block = None
+            if block is _STOP:
+                break
+            if block is not None and not self.error and not self.done_event.is_set():
+                if self.target_frames is not None:
+                    block = block[: max(0, self.target_frames - writer.frames)]
+                try:
+                    writer.write(block)
+                except OSError as exc:
+                    self.error = f"write failed after {writer.frames / SAMPLE_RATE:.2f} s: {os.strerror(exc.errno) if exc.errno else exc} ({exc.__class__.__name__})"
+                    self.end_reason = "write error"
+                    self.done_event.set()
+                self.meter.update(block)
+                if self.target_frames is not None and writer.frames >= self.target_frames:
+                    self.end_reason = self.end_reason or f"reached {self.req.seconds:g} s"
+                    self.done_event.set()
+            now = time.monotonic()
+            if now - last_flush >= self.req.flush_seconds:
+                self._safe_flush()
+                last_flush = now
+            if now - last_checkpoint >= self.req.checkpoint_seconds:
+                self._checkpoint()
+                last_checkpoint = now
+
+    def _safe_flush(self) -> None:
+        try:
+            self._writer.flush()
+        except OSError as exc:
+            if not self.error:
+                self.error = f"flush failed: {exc}"
+                self.end_reason = "write error"
+            self.done_event.set()
+
+    def _checkpoint(self) -> None:
+        """Counters so far into the manifest, so a recovered take still knows its overflows."""
+        m = self.manifest
+        m.input_overflows, m.frames_lost, m.clipped_samples = self.overflows, self.frames_lost, self.meter.clipped_samples
+        try:
+            write_manifest(manifest_path(self.wav_path), m)
+        except OSError:
+            pass  # the final write reports it; audio comes first
+
+    # -- control ---------------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        if not self.end_reason:
+            self.end_reason = reason
+        self.done_event.set()
+
+    def snapshot(self) -> LiveStats:
+        peak, rms = self.meter.take_recent()
+        clips, overflows = self.meter.clipped_samples, self.overflows
+        stats = LiveStats(
+            elapsed=time.monotonic() - self._t0 if self._t0 else 0.0,
+            frames=self._writer.frames if self._writer else 0,
+            peak_dbfs=peak,
+            rms_dbfs=rms,
+            take_peak_dbfs=self.meter.peak_dbfs,
+            clipped_samples=clips,
+            input_overflows=overflows,
+            frames_lost=self.frames_lost,
+            queue_blocks=self._queue.qsize(),
+            new_clips=clips - self._clips_seen,
+            new_overflows=overflows - self._overflows_seen,
+        )
+        self._clips_seen, self._overflows_seen = clips, overflows
+        return stats
+
+    def finish(self) -> TakeResult:
+        """Stop the stream, drain and close the file, finish the manifest. Safe to call once stopped."""
+        if self._stream is not None:
+            try:
+                self._stream.stop()
+            finally:
+                self._stream.close()
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+        writer = self._writer
+        warnings = []
+        try:
+            writer.close()
+        except OSError as exc:
+            self.error = self.error or f"closing the file failed: {exc}"
+        m = self.manifest
+        m.frames = writer.frames
+        m.seconds = writer.frames / SAMPLE_RATE
+        m.peak_dbfs = round(self.meter.peak_dbfs, 3) if self.meter.frames and self.meter.peak > 0 else None
+        m.clipped_samples = self.meter.clipped_samples
+        m.input_overflows = self.overflows
+        m.frames_lost = self.frames_lost
+        m.sha256 = sha256_file(self.wav_path)
+        m.ended_at = utc_now_iso()
+        m.end_reason = self.end_reason or "stopped"
+        m.error = self.error
+        m.status = STATUS_STOPPED if self.error else STATUS_COMPLETE
+        if m.clipped_samples:
+            warnings.append(f"{m.clipped_samples} clipped samples: lower the gain and consider another take")
+        if m.input_overflows:
+            warnings.append(f"{m.input_overflows} input overflows: audio was dropped by the interface driver")
+        if m.frames_lost:
+            warnings.append(f"{m.frames_lost} frames lost: the disk could not keep up")
+        write_manifest(manifest_path(self.wav_path), m)
+        return TakeResult(manifest=m, wav_path=self.wav_path, manifest_path=manifest_path(self.wav_path), warnings=warnings)
+
+
+def record_take(
+    request: TakeRequest,
+    on_start: Callable[[Recorder], None] | None = None,
+    on_tick: Callable[[LiveStats], None] | None = None,
+    tick_seconds: float = 0.25,
+    watch_enter: bool = False,
+) -> TakeResult:
+    """Record until `seconds`, Enter (when `watch_enter`), Ctrl-C, or a write error."""
+    rec = Recorder(request)
+    rec.start()
+    if on_start:
+        on_start(rec)
+    if watch_enter:
+        threading.Thread(target=_wait_for_enter, args=(rec,), name="capture-enter", daemon=True).start()
+    try:
+        while not rec.done_event.wait(tick_seconds):
+            if on_tick:
+                on_tick(rec.snapshot())
+    except KeyboardInterrupt:
+        rec.request_stop("Ctrl-C")
+    if on_tick:
+        on_tick(rec.snapshot())
+    # A second Ctrl-C while closing must not cut the file short.
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return rec.finish()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _wait_for_enter(rec: Recorder) -> None:
+    line = sys.stdin.readline()
+    if line:  # EOF (no terminal, stdin closed) is not a request to stop
+        rec.request_stop("Enter")
+
+
+def record_to_memory(device: str | int | None, channel: int, seconds: float) -> tuple[np.ndarray, InputDevice, int]:
+    """A short recording kept in memory (for the level check): (int32 samples, device, overflows)."""
+    dev = resolve_device(device)
+    check_device(dev, channel)
+    import sounddevice as sd
+
+    frames = int(round(seconds * SAMPLE_RATE))
+    blocks: list[np.ndarray] = []
+    got = [0, 0]  # frames, overflows
+    done = threading.Event()
+
+    def callback(indata, n, time_info, status):
+        if status.input_overflow:
+            got[1] += 1
+        if got[0] < frames:
+            blocks.append(indata[: frames - got[0], channel - 1].copy())
+            got[0] += min(n, frames - got[0])
+        if got[0] >= frames:
+            done.set()
+
+    with sd.InputStream(device=dev.index, channels=channel, samplerate=SAMPLE_RATE, dtype="int32", callback=callback):
+        if not done.wait(seconds * 3 + 5):
+            raise CaptureError(f"{dev.label()} delivered only {got[0]} of {frames} frames: is it running?")
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.int32), dev, got[1]

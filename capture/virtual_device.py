@@ -1,0 +1,112 @@
+"""A real PortAudio input device without a sound card, for tests, benchmarks and trying the tool.
+
+ALSA's `file` plugin returns the bytes of an `infile` as captured audio. Slaved to the `null` PCM
+it is unpaced and bit-exact (S32_LE infile); slaved to the JACK plugin on a `jackd -d dummy`
+server it runs in real time (FLOAT_LE infile, JACK's own format). The written config replaces the
+system alsa.conf, so it defines everything PortAudio needs, `pcm.!default` included (PortAudio
+19.6 aborts without one). Point ALSA_CONFIG_PATH at it before PortAudio initializes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEVICE_NAME = "cantolab_virtual_interface"
+
+
+def write_s32_infile(path: Path, samples_int32: np.ndarray) -> Path:
+    np.ascontiguousarray(samples_int32, dtype="<i4").tofile(path)
+    return path
+
+
+def write_f32_infile(path: Path, samples_int32: np.ndarray) -> Path:
+    """24-bit audio as float32 (exact: 24 bits fit a float32 mantissa)."""
+    (np.asarray(samples_int32, dtype=np.float64) / 2**31).astype("<f4").tofile(path)
+    return path
+
+
+def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME) -> str:
+    if paced:
+        slave = "pcm.cantolab_jack { type jack; capture_ports { 0 system:capture_1 } }\n"
+        slave_ref, fmt = '"cantolab_jack"', "FLOAT_LE"
+    else:
+        slave, slave_ref, fmt = "", "{ type null }", "S32_LE"
+    return (
+        f"# Written by capture.virtual_device: a capture device reading {infile}\n"
+        + slave
+        + f'pcm.cantolab_file {{ type file; slave.pcm {slave_ref}; file "/dev/null"; infile "{infile}"; format "raw" }}\n'
+        + f'pcm.{name} {{ type plug; slave {{ pcm "cantolab_file"; format {fmt}; rate 48000; channels 1 }} }}\n'
+        + f'pcm.!default "{name}"\n'
+    )
+
+
+def write_alsa_config(folder: Path, infile: Path, *, paced: bool = False) -> Path:
+    path = Path(folder) / ("asound-paced.conf" if paced else "asound.conf")
+    path.write_text(alsa_config(Path(infile).resolve(), paced=paced))
+    return path
+
+
+@dataclass
+class JackServer:
+    """`jackd --no-realtime -d dummy` under its own server name; stop() ends only this process."""
+
+    name: str
+    rate: int
+    process: subprocess.Popen
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def jackd_available() -> bool:
+    return shutil.which("jackd") is not None and any(
+        Path(d, "libasound_module_pcm_jack.so").exists()
+        for d in ("/usr/lib/x86_64-linux-gnu/alsa-lib", "/usr/lib/aarch64-linux-gnu/alsa-lib", "/usr/lib/alsa-lib")
+    )
+
+
+def start_jackd(name: str, rate: int = 48_000, period: int = 1024, log: Path | None = None) -> JackServer:
+    """Start a dummy-driver JACK server and wait until clients can connect."""
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period), "-C", "2", "-P", "2"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"},
+    )
+    server = JackServer(name, rate, proc)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jackd exited with {proc.returncode}" + (f"; see {log}" if log else ""))
+        probe = subprocess.run(
+            ["jack_lsp"] if shutil.which("jack_lsp") else ["true"],
+            env={**os.environ, **server.env},
+            capture_output=True,
+            text=True,
+        )
+        if "system:capture_1" in probe.stdout or not shutil.which("jack_lsp"):
+            if not shutil.which("jack_lsp"):
+                time.sleep(1.5)
+            return server
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError("jackd did not come up within 15 s")
