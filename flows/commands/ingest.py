@@ -1,0 +1,99 @@
+"""`cantolab ingest`: recordings folder → dataset, through the Prefect ingest flow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from pipeline.models_cache import PRODUCTION_DEFAULT, ModelNotFoundError
+
+console = Console(stderr=True)
+
+
+def _settings(model, backend, language, beam_size, word_timestamps, vad, condition, min_clip, max_clip, features, threads, normalize) -> dict:
+    return {
+        "model": model,
+        "backend": backend,
+        "language": language,
+        "threads": threads,
+        "transcribe": {
+            "beam_size": beam_size,
+            "word_timestamps": word_timestamps,
+            "vad_filter": vad,
+            "condition_on_previous_text": condition,
+            "keep_encoder_frames": features,
+        },
+        "clips": {"min_seconds": min_clip, "max_seconds": max_clip},
+        "preprocess": {"normalize": normalize},
+    }
+
+
+def print_report(report: dict) -> None:
+    console.print(
+        f"[bold]{report['discovered']}[/] take(s) found: [green]{report['ingested']} ingested[/] "
+        f"({report['cached']} unchanged, from cache), [{'red' if report['rejected'] else 'green'}]{report['rejected']} rejected[/]; "
+        f"{report['clips']} clips, {report['seconds'] / 60:.1f} min of audio, "
+        f"[yellow]{report['suspected_hallucinations']}[/] suspected hallucination(s) (kept, flagged)"
+    )
+    for r in report["rejects"]:
+        console.print(f"  [red]rejected[/] {r['source']}: {r['reason']}")
+
+
+def ingest(
+    recordings: Path = typer.Argument(..., help="Recordings root: session folders of <take>.wav + <take>.json, or any WAV/FLAC files."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder (local path or fsspec URL)."),
+    import_csv: Path = typer.Option(None, "--import-csv", help="CSV with a `path` column (relative to RECORDINGS) + manifest fields; `style`/`emotion` become imported labels."),
+    model: str = typer.Option(PRODUCTION_DEFAULT, "--model", "-m", help="Whisper model name (large-v3, base, tiny.en…) or path."),
+    backend: str = typer.Option("auto", help="auto | faster-whisper | openai-whisper."),
+    language: str = typer.Option("manifest", help="'manifest' (the take's language, else detect), 'auto', or a code such as en."),
+    beam_size: int = typer.Option(5, min=1),
+    word_timestamps: bool = typer.Option(True, "--word-timestamps/--no-word-timestamps"),
+    vad: bool = typer.Option(False, "--vad/--no-vad", help="Silero VAD filter (faster-whisper); encoder features are not kept with it."),
+    condition_on_previous_text: bool = typer.Option(False, help="Off by default: feeds repetition loops on singing."),
+    min_clip: float = typer.Option(4.0, help="Shortest clip in seconds where the lyrics allow."),
+    max_clip: float = typer.Option(20.0, help="Longest clip in seconds; shorter takes stay whole."),
+    features: bool = typer.Option(True, "--features/--no-features", help="Keep each clip's Whisper encoder frames (float16) in `features`."),
+    normalize: str = typer.Option("peak", help="peak | rms | lufs | none."),
+    concurrency: int = typer.Option(1, min=1, help="Takes transcribed at once in this process."),
+    threads: int = typer.Option(0, help="CPU threads per transcription (0: all cores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the flow's report as JSON on stdout."),
+) -> None:
+    """Ingest new takes: validate, remove DC, normalize, transcribe sung lyrics, cut clips, write the dataset.
+
+    Re-running is safe: finished takes come from the cache and nothing is duplicated; files that cannot
+    be processed go to the `rejects` table (see `cantolab dataset rejects`).
+    """
+    from flows.ingest import PROGRESS_LISTENERS, ingest_flow
+    from pipeline.ingest import IngestSettings, discover_takes
+
+    settings = _settings(model, backend, language, beam_size, word_timestamps, vad, condition_on_previous_text, min_clip, max_clip, features, threads, normalize)
+    try:
+        cfg = IngestSettings.from_dict(settings)
+        sources, _ = discover_takes(recordings, import_csv, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=as_json) as progress:
+        bar = progress.add_task(f"ingesting {recordings}", total=len(sources))
+        listener = lambda result: progress.advance(bar)  # noqa: E731
+        PROGRESS_LISTENERS.append(listener)
+        try:
+            report = ingest_flow(str(recordings), dataset, str(import_csv) if import_csv else None, settings, concurrency)
+        except ModelNotFoundError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2)
+        finally:
+            PROGRESS_LISTENERS.remove(listener)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    else:
+        print_report(report)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)

@@ -1,0 +1,67 @@
+"""Flags for segments that look invented rather than sung.
+
+Whisper hallucinates on singing: held vowels and accompaniment become repeated phrases or stock
+subtitles. Flagged segments are kept (with their reasons) and counted, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipeline.transcribe.types import Segment
+
+# Stock phrases Whisper emits over music and silence (from its subtitle training data).
+_STOCK = re.compile(
+    r"thank(s| you) for watching|subscribe|subtitles? (by|made)|amara\.org|transcribed by|www\.|\.com\b",
+    re.IGNORECASE,
+)
+# Non-lexical output over instruments or tones: music notes, bracketed sound tags.
+_NON_LEXICAL = re.compile(r"^[\s♪♫♬♩#*\-–—.,!?…]*$|^\s*[\[(][^\])]*[\])]\s*$")
+
+
+@dataclass(frozen=True)
+class HallucinationRules:
+    max_compression_ratio: float = 2.4
+    # A phrase of 1–4 words repeated this many times in a row (singing repeats, but rarely 4×).
+    max_ngram_repeats: int = 4
+    no_speech_prob: float = 0.6
+    low_avg_logprob: float = -1.0
+
+
+def max_consecutive_ngram_repeats(words: list[str], max_n: int = 4) -> int:
+    best = 1 if words else 0
+    for n in range(1, max_n + 1):
+        for start in range(0, len(words) - n):
+            count, pos = 1, start + n
+            while pos + n <= len(words) and words[pos : pos + n] == words[start : start + n]:
+                count += 1
+                pos += n
+            best = max(best, count)
+    return best
+
+
+def tokens_of(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def hallucination_reasons(seg: Segment, rules: HallucinationRules = HallucinationRules()) -> list[str]:
+    reasons = []
+    if seg.compression_ratio > rules.max_compression_ratio:
+        reasons.append("compression_ratio")
+    if max_consecutive_ngram_repeats(tokens_of(seg.text)) >= rules.max_ngram_repeats:
+        reasons.append("repeated_ngram")
+    if seg.no_speech_prob > rules.no_speech_prob and seg.avg_logprob < rules.low_avg_logprob:
+        reasons.append("no_speech")
+    if _STOCK.search(seg.text):
+        reasons.append("stock_phrase")
+    if _NON_LEXICAL.match(seg.text):
+        reasons.append("non_lexical")
+    return reasons
+
+
+def flag_segments(segments: list[Segment], rules: HallucinationRules = HallucinationRules()) -> list[Segment]:
+    for seg in segments:
+        seg.hallucination_reasons = hallucination_reasons(seg, rules)
+        seg.suspected_hallucination = bool(seg.hallucination_reasons)
+    return segments

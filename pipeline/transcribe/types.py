@@ -1,0 +1,127 @@
+"""The transcription interface shared by both backends: options in, segments and words out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Whisper encoder frames per second (30-s window → 1500 frames).
+ENCODER_FPS = 50
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Decoding options; the defaults are chosen for sung lyrics, not speech."""
+
+    language: str | None = None  # None: detect per take
+    beam_size: int = 5
+    word_timestamps: bool = True
+    vad_filter: bool = False  # faster-whisper only (Silero VAD)
+    # Off: on singing, conditioning on the previous window feeds repetition loops.
+    condition_on_previous_text: bool = False
+    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # fallback ladder
+    compression_ratio_threshold: float = 2.4
+    log_prob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
+    keep_encoder_frames: bool = True
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError("beam_size must be >= 1")
+        if not self.temperature or any(t < 0 for t in self.temperature):
+            raise ValueError("temperature must be a non-empty sequence of values >= 0")
+
+    def fingerprint(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float | None = None
+    suspected_hallucination: bool = False
+    hallucination_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def is_lyrics(self) -> bool:
+        """False for segments Whisper itself would call silence or that hold no words (♪, "...")."""
+        return not ({"no_speech", "non_lexical"} & set(self.hallucination_reasons))
+
+
+@dataclass
+class Transcription:
+    segments: list[Segment]
+    language: str | None
+    language_probability: float | None
+    duration: float
+    backend: str
+    model: str  # model name or path, as resolved
+    # Encoder output over the whole take (float16, ENCODER_FPS frames/s × d), when kept.
+    encoder_frames: np.ndarray | None = None
+
+    @property
+    def text(self) -> str:
+        """The transcript: every segment except those judged not to be lyrics (no speech, non-lexical)."""
+        return " ".join(s.text.strip() for s in self.segments if s.is_lyrics and s.text.strip()).strip()
+
+    @property
+    def suspected_hallucinations(self) -> int:
+        return sum(s.suspected_hallucination for s in self.segments)
+
+
+class EncoderFrameCollector:
+    """Keeps the encoder output of each 30-s window the decoder already ran, on the take's timeline.
+
+    Backends call `window(mel_window, output)` from inside their encode step; the window's position
+    is found by matching its first mel columns against the take's full mel (exact: same arrays).
+    """
+
+    def __init__(self, full_mel: np.ndarray):
+        self.full_mel = np.asarray(full_mel, dtype=np.float32)
+        self.content_frames = self.full_mel.shape[-1]
+        self.pieces: dict[int, np.ndarray] = {}
+
+    def _seek_of(self, window: np.ndarray) -> int | None:
+        first = window[:, 0]
+        candidates = np.flatnonzero(np.all(self.full_mel == first[:, None], axis=0))
+        for seek in candidates:
+            n = min(window.shape[-1], self.content_frames - seek, 64)
+            if np.array_equal(self.full_mel[:, seek : seek + n], window[:, :n]):
+                return int(seek)
+        return None
+
+    def window(self, mel_window: np.ndarray, output: np.ndarray) -> None:
+        mel_window = np.asarray(mel_window, dtype=np.float32).reshape(-1, *np.shape(mel_window)[-2:])
+        output = np.asarray(output).reshape(-1, *np.shape(output)[-2:])
+        for mel, out in zip(mel_window, output):
+            seek = self._seek_of(mel)
+            if seek is not None:
+                self.pieces[seek] = out.astype(np.float16)
+
+    def frames(self) -> np.ndarray | None:
+        """Frames over the content (mel 100/s → encoder 50/s); later windows win; NaN rows were never encoded."""
+        if not self.pieces:
+            return None
+        dim = next(iter(self.pieces.values())).shape[-1]
+        total = (self.content_frames + 1) // 2
+        out = np.full((total, dim), np.nan, dtype=np.float16)  # NaN: no window covered this frame
+        for seek in sorted(self.pieces):
+            start = seek // 2
+            piece = self.pieces[seek][: max(0, total - start)]
+            out[start : start + len(piece)] = piece
+        return out
