@@ -75,7 +75,7 @@ def summary_panel(result: TakeResult) -> Panel:
 def devices_table(devices: list[InputDevice], chosen: InputDevice | None) -> Table:
     table = Table(title="Input devices")
     for col in ("", "index", "name", "host API", "inputs", "default rate", "48 kHz / 24-bit"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for d in devices:
         mark = "→" if chosen is not None and d.index == chosen.index else ""
         table.add_row(

@@ -106,6 +106,7 @@ class Recorder:
         self.stop_event = threading.Event()
         self.done_event = threading.Event()
         self._clips_seen = 0
+        self._offered = 0  # frames the callback has seen during the take
         self._overflows_seen = 0
         self._t0 = 0.0
         max_blocks = max(4, int(request.queue_seconds * SAMPLE_RATE / request.blocksize))
@@ -182,8 +183,12 @@ class Recorder:
 
     # -- realtime side ---------------------------------------------------------------------------
     def _callback(self, indata, frames, time_info, status) -> None:
+        # Once the take has ended (or has all the frames it asked for) the stream only runs out.
+        if self.done_event.is_set() or (self.target_frames is not None and self._offered >= self.target_frames):
+            return
         if status.input_overflow:
             self.overflows += 1
+        self._offered += frames
         try:
             self._queue.put_nowait(indata[:, self.req.channel - 1].copy())
         except queue.Full:

@@ -33,7 +33,9 @@ def write_f32_infile(path: Path, samples_int32: np.ndarray) -> Path:
     return path
 
 
-def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME) -> str:
+def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, convert: bool = True) -> str:
+    """`convert=False` leaves out ALSA's `plug` layer: the device then only runs at the JACK
+    server's own rate, like an interface locked to its clock (what a 44.1 kHz-only device test needs)."""
     if paced:
         slave = "pcm.cantolab_jack { type jack; capture_ports { 0 system:capture_1 } }\n"
         slave_ref, fmt = '"cantolab_jack"', "FLOAT_LE"
@@ -43,14 +45,18 @@ def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME) -
         f"# Written by capture.virtual_device: a capture device reading {infile}\n"
         + slave
         + f'pcm.cantolab_file {{ type file; slave.pcm {slave_ref}; file "/dev/null"; infile "{infile}"; format "raw" }}\n'
-        + f'pcm.{name} {{ type plug; slave {{ pcm "cantolab_file"; format {fmt}; rate 48000; channels 1 }} }}\n'
+        + (
+            f'pcm.{name} {{ type plug; slave {{ pcm "cantolab_file"; format {fmt}; rate 48000; channels 1 }} }}\n'
+            if convert
+            else f'pcm.{name} {{ type file; slave.pcm {slave_ref}; file "/dev/null"; infile "{infile}"; format "raw" }}\n'
+        )
         + f'pcm.!default "{name}"\n'
     )
 
 
-def write_alsa_config(folder: Path, infile: Path, *, paced: bool = False) -> Path:
+def write_alsa_config(folder: Path, infile: Path, *, paced: bool = False, convert: bool = True) -> Path:
     path = Path(folder) / ("asound-paced.conf" if paced else "asound.conf")
-    path.write_text(alsa_config(Path(infile).resolve(), paced=paced))
+    path.write_text(alsa_config(Path(infile).resolve(), paced=paced, convert=convert))
     return path
 
 

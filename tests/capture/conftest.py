@@ -67,7 +67,7 @@ class Device:
 
 def _env(config: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JACK_")}
-    env.update(ALSA_CONFIG_PATH=str(config), PYTHONPATH=str(REPO), COLUMNS="100", **(extra or {}))
+    env.update(ALSA_CONFIG_PATH=str(config), PYTHONPATH=str(REPO), COLUMNS="120", **(extra or {}))
     return env
 
 
