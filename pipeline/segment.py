@@ -65,8 +65,31 @@ def _units(segments: list[Segment]) -> list[_Unit]:
     return sorted(units, key=lambda u: u.start)
 
 
+def _free_intervals(units: list[_Unit], duration: float) -> list[tuple[float, float]]:
+    """Stretches of the take inside no unit: where a cut loses no word."""
+    free, pos = [], 0.0
+    for u in units:
+        if u.start > pos:
+            free.append((pos, u.start))
+        pos = max(pos, u.end)
+    if duration > pos:
+        free.append((pos, duration))
+    return free
+
+
+def _next_cut(pos: float, units: list[_Unit], free: list[tuple[float, float]], cfg: ClipConfig) -> float:
+    lo, hi = pos + cfg.min_seconds, pos + cfg.max_seconds
+    gaps = [(a, b) for a, b in free if b > lo and a < hi]
+    if gaps:
+        a, b = gaps[-1]  # the latest gap in range: clips as long as allowed
+        return min(max((a + b) / 2, a, lo), b, hi)
+    # A unit spans the whole allowed range (a long word-less segment): cut at its edge.
+    covering = next(u for u in units if u.start < hi < u.end or (u.start <= hi and u.end >= hi))
+    return covering.start if covering.start > lo else covering.end
+
+
 def plan_clips(transcription: Transcription, duration: float, cfg: ClipConfig = ClipConfig()) -> list[ClipSpan]:
-    """Spans covering the take from 0 to `duration`, cut only in the gaps between units."""
+    """Spans covering the take from 0 to `duration`, cut only outside words (or word-less segments)."""
     duration = round(duration, 3)
     units = _units([s for s in transcription.segments if s.is_lyrics])
     if duration <= cfg.max_seconds:
@@ -75,23 +98,20 @@ def plan_clips(transcription: Transcription, duration: float, cfg: ClipConfig = 
         n = math.ceil(duration / cfg.max_seconds)
         edges = [round(duration * i / n, 3) for i in range(n + 1)]
         return [ClipSpan(a, b) for a, b in zip(edges, edges[1:])]
-    groups: list[list[_Unit]] = [[]]
-    group_start = 0.0
-    for unit in units:
-        current = groups[-1]
-        if current and unit.end - group_start > cfg.max_seconds and current[-1].end - group_start >= cfg.min_seconds:
-            # Cut in the gap between the previous unit and this one.
-            cut = (current[-1].end + unit.start) / 2
-            groups.append([])
-            group_start = cut
-        groups[-1].append(unit)
-    # Cut points halfway through the gaps, so no audio between words is lost.
-    cuts = [0.0] + [round((a[-1].end + b[0].start) / 2, 3) for a, b in zip(groups, groups[1:])] + [duration]
-    spans = [ClipSpan(cuts[i], cuts[i + 1], groups[i]) for i in range(len(groups))]
-    if len(spans) > 1 and spans[-1].end - spans[-1].start < cfg.min_seconds and spans[-1].end - spans[-2].start <= cfg.max_seconds:
-        last = spans.pop()
-        spans[-1] = ClipSpan(spans[-1].start, last.end, spans[-1].units + last.units)
-    # An over-long unit (a word-less segment) stays whole: its text cannot be cut in time.
+    free = _free_intervals(units, duration)
+    cuts = [0.0]
+    while duration - cuts[-1] > cfg.max_seconds:
+        cut = math.floor(_next_cut(cuts[-1], units, free, cfg) * 1000) / 1000  # ms ids; never past max
+        if cut <= cuts[-1] or cut >= duration:
+            break
+        cuts.append(cut)
+    cuts.append(duration)
+    if len(cuts) > 2 and cuts[-1] - cuts[-2] < cfg.min_seconds and cuts[-1] - cuts[-3] <= cfg.max_seconds:
+        del cuts[-2]  # a short tail joins the clip before it when that stays within bounds
+    spans = [ClipSpan(a, b) for a, b in zip(cuts, cuts[1:])]
+    for u in units:
+        mid = (u.start + u.end) / 2
+        next(s for s in spans if mid < s.end or s is spans[-1]).units.append(u)
     return spans
 
 

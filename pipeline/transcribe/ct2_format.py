@@ -56,6 +56,8 @@ def read_ct2_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, s
         dtype = _DTYPES[dtype_id] if dtype_id < len(_DTYPES) else None
         if dtype is None:
             raise CT2FormatError(f"{path}: variable {name} has unsupported dtype id {dtype_id}")
+        if pos + nbytes > len(data):
+            raise CT2FormatError(f"{path}: truncated inside variable {name} (file is {len(data)} bytes)")
         variables[name] = np.frombuffer(data, dtype=dtype, count=nbytes // np.dtype(dtype).itemsize, offset=pos).reshape(shape)
         pos += nbytes
     aliases = {}

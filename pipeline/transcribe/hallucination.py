@@ -16,8 +16,9 @@ _STOCK = re.compile(
     r"thank(s| you) for watching|subscribe|subtitles? (by|made)|amara\.org|transcribed by|www\.|\.com\b",
     re.IGNORECASE,
 )
-# Non-lexical output over instruments or tones: music notes, bracketed sound tags.
-_NON_LEXICAL = re.compile(r"^[\s♪♫♬♩#*\-–—.,!?…]*$|^\s*[\[(][^\])]*[\])]\s*$")
+# Non-lexical output over instruments or tones: bracketed sound tags ("[Music]", "(humming)").
+_SOUND_TAG = re.compile(r"^\s*[\[(][^\])]*[\])]\s*$")
+_LETTER = re.compile(r"[^\W\d_]")  # any letter of any script
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class HallucinationRules:
     max_ngram_repeats: int = 4
     no_speech_prob: float = 0.6
     low_avg_logprob: float = -1.0
+    # Whisper's own rule needs both; this alone is enough (sung lyrics measured ≤ 0.55 here).
+    certain_no_speech_prob: float = 0.9
 
 
 def max_consecutive_ngram_repeats(words: list[str], max_n: int = 4) -> int:
@@ -51,11 +54,11 @@ def hallucination_reasons(seg: Segment, rules: HallucinationRules = Hallucinatio
         reasons.append("compression_ratio")
     if max_consecutive_ngram_repeats(tokens_of(seg.text)) >= rules.max_ngram_repeats:
         reasons.append("repeated_ngram")
-    if seg.no_speech_prob > rules.no_speech_prob and seg.avg_logprob < rules.low_avg_logprob:
+    if (seg.no_speech_prob > rules.no_speech_prob and seg.avg_logprob < rules.low_avg_logprob) or seg.no_speech_prob > rules.certain_no_speech_prob:
         reasons.append("no_speech")
     if _STOCK.search(seg.text):
         reasons.append("stock_phrase")
-    if _NON_LEXICAL.match(seg.text):
+    if not _LETTER.search(seg.text) or _SOUND_TAG.match(seg.text):  # "♪", ". . .", "1.5%", "[Music]"
         reasons.append("non_lexical")
     return reasons
 
