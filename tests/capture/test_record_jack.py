@@ -107,3 +107,44 @@ def test_a_44_1_khz_only_device_is_refused(tmp_path, studio_source):
     finally:
         server.stop()
     assert os.path.exists(config)
+
+
+def _start_recorder(recordings, device, stdin=subprocess.DEVNULL):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "capture", *record_args(recordings)],
+        cwd=REPO,
+        env=device.env,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not list(recordings.glob("s01/*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    return proc
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["Ctrl-C", "Enter"])
+def test_ctrl_c_or_enter_end_the_take_cleanly(tmp_path, jack_device, how):
+    proc = _start_recorder(tmp_path / "REC", jack_device, stdin=subprocess.PIPE)
+    try:
+        if how == "Ctrl-C":
+            proc.send_signal(signal.SIGINT)
+        else:
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    wav, js = only_take(tmp_path / "REC" / "s01")
+    m = json.loads(js.read_text())
+    assert (m["status"], m["end_reason"], m["recovered"]) == ("complete", how, False)
+    got, _ = sf.read(wav, dtype="int32")
+    assert got.size == m["frames"] and 1.0 * 48_000 < got.size < 10 * 48_000
+    assert _max_lsb_error(got, jack_device.source.samples[: got.size]) <= 1
+    assert "take summary" in out
