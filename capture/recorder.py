@@ -81,6 +81,7 @@ class TakeResult:
     wav_path: Path
     manifest_path: Path
     warnings: list[str] = field(default_factory=list)
+    device_hung: bool = False  # the device died or would not close: exit without PortAudio's clean-up
 
     @property
     def ok(self) -> bool:
@@ -107,6 +108,8 @@ class Recorder:
         self.done_event = threading.Event()
         self._clips_seen = 0
         self._offered = 0  # frames the callback has seen during the take
+        self.last_block_at = 0.0
+        self.device_hung = False
         self._overflows_seen = 0
         self._t0 = 0.0
         max_blocks = max(4, int(request.queue_seconds * SAMPLE_RATE / request.blocksize))
@@ -186,6 +189,7 @@ class Recorder:
         # Once the take has ended (or has all the frames it asked for) the stream only runs out.
         if self.done_event.is_set() or (self.target_frames is not None and self._offered >= self.target_frames):
             return
+        self.last_block_at = time.monotonic()
         if status.input_overflow:
             self.overflows += 1
         self._offered += frames
@@ -205,7 +209,7 @@ class Recorder:
                 block = None
             if block is _STOP:
                 break
-            if block is not None and not self.error and not self.done_event.is_set():
+            if block is not None and not self.error:  # blocks queued before a stop are audio: keep them
                 if self.target_frames is not None:
                     block = block[: max(0, self.target_frames - writer.frames)]
                 try:
@@ -245,6 +249,16 @@ class Recorder:
             pass  # the final write reports it; audio comes first
 
     # -- control ---------------------------------------------------------------------------------
+    def check_stalled(self, after_seconds: float = 3.0) -> bool:
+        """End the take with an error when the device stops delivering audio (unplugged, driver died)."""
+        since = time.monotonic() - (self.last_block_at or self._t0)
+        if self._t0 and since > after_seconds and not self.done_event.is_set():
+            self.error = f"the device stopped delivering audio for {since:.1f} s (unplugged or its driver stopped)"
+            self.end_reason = "device stopped"
+            self.done_event.set()
+            return True
+        return False
+
     def request_stop(self, reason: str) -> None:
         if not self.end_reason:
             self.end_reason = reason
@@ -270,12 +284,12 @@ class Recorder:
         return stats
 
     def finish(self) -> TakeResult:
-        """Stop the stream, drain and close the file, finish the manifest. Safe to call once stopped."""
-        if self._stream is not None:
-            try:
-                self._stream.stop()
-            finally:
-                self._stream.close()
+        """Close the file and finish the manifest first, then close the stream. Call once.
+
+        The audio is made safe before PortAudio is asked to stop, because stopping a device that
+        has gone away can block for ever; that close runs in a helper thread with a time limit.
+        """
+        self.done_event.set()  # the callback hands over nothing more
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
@@ -304,7 +318,28 @@ class Recorder:
         if m.frames_lost:
             warnings.append(f"{m.frames_lost} frames lost: the disk could not keep up")
         write_manifest(manifest_path(self.wav_path), m)
-        return TakeResult(manifest=m, wav_path=self.wav_path, manifest_path=manifest_path(self.wav_path), warnings=warnings)
+        # A device that died can also make PortAudio's exit clean-up hang or abort: flag it too.
+        self.device_hung = not self._close_stream() or self.end_reason == "device stopped"
+        if self.device_hung:
+            warnings.append("the audio device did not close cleanly (the take is safe on disk)")
+        return TakeResult(manifest=m, wav_path=self.wav_path, manifest_path=manifest_path(self.wav_path), warnings=warnings, device_hung=self.device_hung)
+
+    def _close_stream(self, timeout: float = 5.0) -> bool:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return True
+
+        def close() -> None:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception:
+                pass  # the take is already safe; nothing more to save here
+
+        closer = threading.Thread(target=close, name="capture-close", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        return not closer.is_alive()
 
 
 def record_take(
@@ -325,6 +360,7 @@ def record_take(
         while not rec.done_event.wait(tick_seconds):
             if on_tick:
                 on_tick(rec.snapshot())
+            rec.check_stalled()
     except KeyboardInterrupt:
         rec.request_stop("Ctrl-C")
     if on_tick:

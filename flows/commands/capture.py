@@ -110,6 +110,9 @@ def record(
         _fail(out, str(exc))
     live.stop()
     out.print(summary_panel(result))
+    if result.device_hung:  # PortAudio's exit handler would hang on the dead device; all is on disk
+        out.file.flush()
+        os._exit(1)
     if not result.ok:
         raise typer.Exit(1)
 

@@ -148,3 +148,30 @@ def test_ctrl_c_or_enter_end_the_take_cleanly(tmp_path, jack_device, how):
     assert got.size == m["frames"] and 1.0 * 48_000 < got.size < 10 * 48_000
     assert _max_lsb_error(got, jack_device.source.samples[: got.size]) <= 1
     assert "take summary" in out
+
+
+@pytest.mark.timeout(60)
+def test_a_device_that_stops_delivering_ends_the_take_cleanly(tmp_path, studio_source):
+    """The interface goes away mid-take (its JACK server is killed): the take ends with what it had."""
+    if not vd.jackd_available():
+        pytest.skip("jackd or the ALSA JACK plugin (Debian jackd2, libasound2-plugins) is not installed")
+    server = vd.start_jackd(f"cantolab-testgone-{uuid.uuid4().hex[:8]}", 48_000)
+    try:
+        infile = vd.write_f32_infile(tmp_path / "src.f32", studio_source.samples)
+        config = vd.write_alsa_config(tmp_path, infile, paced=True)
+        device = Device(_env(config, server.env), config, studio_source)
+        proc = _start_recorder(tmp_path / "REC", device)
+        server.process.kill()
+        server.process.wait(10)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        server.stop()
+        if proc.poll() is None:
+            proc.kill()
+    wav, js = only_take(tmp_path / "REC" / "s01")
+    m = json.loads(js.read_text())
+    got, _ = sf.read(wav, dtype="int32")
+    assert proc.returncode == 1, out
+    assert m["status"] == "stopped" and "stopped delivering audio" in m["error"], m
+    assert got.size == m["frames"] and got.size >= 1.0 * 48_000
+    assert _max_lsb_error(got, studio_source.samples[: got.size]) <= 1
