@@ -1,0 +1,81 @@
+"""Two first-round labels (+ an adjudication) → a final label, or a disagreement to adjudicate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+FIELDS = ("style", "emotion")
+
+
+@dataclass(frozen=True)
+class Pair:
+    clip_id: str
+    raters: tuple[str, str]  # sorted e-mails
+    a: dict[str, str]  # rater 0's {style, emotion}
+    b: dict[str, str]
+
+    @property
+    def agrees(self) -> bool:
+        return all(self.a[f] == self.b[f] for f in FIELDS)
+
+    def first_labels_text(self) -> str:
+        """What the adjudicator sees: both labels, without names, so no one's reputation decides."""
+        return "\n".join(
+            f"Label {i}: style {lab['style']} · emotion {lab['emotion']}" for i, lab in ((1, self.a), (2, self.b))
+        )
+
+
+@dataclass
+class Resolution:
+    labels: list[dict] = field(default_factory=list)
+    to_adjudicate: list[Pair] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # disagreements without a decision yet
+    incomplete: list[str] = field(default_factory=list)  # clips with fewer than two first labels
+
+
+def first_round_pairs(annotations: pd.DataFrame) -> tuple[list[Pair], list[str]]:
+    """Pairs for clips with exactly two first-round annotators; clips with one are returned apart."""
+    first = annotations[annotations["round"] == "first"]
+    pairs, incomplete = [], []
+    for clip_id, g in first.groupby("clip_id", sort=True):
+        g = g.sort_values("annotator")
+        if len(g) < 2:
+            incomplete.append(clip_id)
+            continue
+        r0, r1 = g.iloc[0], g.iloc[1]  # more than two only if the roster changed; the first two count
+        pairs.append(
+            Pair(clip_id, (r0["annotator"], r1["annotator"]), {f: r0[f] for f in FIELDS}, {f: r1[f] for f in FIELDS})
+        )
+    return pairs, incomplete
+
+
+def resolve(annotations: pd.DataFrame, now) -> Resolution:
+    out = Resolution()
+    if annotations.empty:
+        return out
+    pairs, out.incomplete = first_round_pairs(annotations)
+    adj = annotations[annotations["round"] == "adjudication"].set_index("clip_id")
+    for p in pairs:
+        if p.agrees:
+            out.labels.append(
+                {"clip_id": p.clip_id, **p.a, "resolution": "agreed", "annotators": list(p.raters), "updated_at": now}
+            )
+            continue
+        out.to_adjudicate.append(p)
+        if p.clip_id in adj.index:
+            d = adj.loc[p.clip_id]
+            out.labels.append(
+                {
+                    "clip_id": p.clip_id,
+                    "style": d["style"],
+                    "emotion": d["emotion"],
+                    "resolution": "adjudicated",
+                    "annotators": [*p.raters, d["annotator"]],
+                    "updated_at": now,
+                }
+            )
+        else:
+            out.pending.append(p.clip_id)
+    return out

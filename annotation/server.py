@@ -1,0 +1,195 @@
+"""A local Label Studio server run from its own virtual environment (DESIGN.md, offline start).
+
+Label Studio pins packages that break Prefect, so it lives in `.venv-labelstudio`; we start it as a
+child process with a data dir, a document root for local-file serving and a service-account token
+that is generated once, kept in the secrets file and passed through the environment (never on a
+command line, so it is not visible in `ps`, and never logged). Production can skip all of this and
+point CANTOLAB_LS_URL / CANTOLAB_LS_TOKEN at any Label Studio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VENV = REPO_ROOT / ".venv-labelstudio"
+DEFAULT_HOME = Path(os.environ.get("CANTOLAB_LS_HOME") or Path.home() / ".local" / "share" / "cantolab" / "labelstudio")
+SERVICE_EMAIL = "cantolab-sync@cantolab.local"
+
+
+class ServerError(RuntimeError):
+    """The local server could not be started, reached or stopped; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    """One Label Studio instance: `home` holds data/, media/ (the document root), server.json, server.log."""
+
+    home: Path = DEFAULT_HOME
+    port: int = 8080
+    venv: Path = DEFAULT_VENV
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def document_root(self) -> Path:
+        return self.home / "media"
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "server.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def executable(self) -> Path:
+        exe = self.venv / "bin" / "label-studio"
+        if not exe.exists():
+            raise ServerError(f"{exe} not found: run `make setup` (scripts/setup.sh builds Label Studio's own venv)")
+        return exe
+
+    def environment(self, token: str, admin_password: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VIRTUAL_ENV"))}
+        env.update(
+            LABEL_STUDIO_BASE_DATA_DIR=str(self.data_dir),
+            LABEL_STUDIO_USERNAME=SERVICE_EMAIL,
+            LABEL_STUDIO_PASSWORD=admin_password,
+            LABEL_STUDIO_USER_TOKEN=token,
+            LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+            LOCAL_FILES_SERVING_ENABLED="true",
+            LOCAL_FILES_DOCUMENT_ROOT=str(self.document_root),
+            COLLECT_ANALYTICS="false",
+            LATEST_VERSION_CHECK="false",
+            SENTRY_DSN="",
+            FRONTEND_SENTRY_DSN="",
+            LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+        )
+        return env
+
+    def read_state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def pid(self) -> int | None:
+        pid = self.read_state().get("pid")
+        if not pid:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def healthy(self, timeout: float = 2.0) -> bool:
+        try:
+            return requests.get(f"{self.url}/health", timeout=timeout).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def credentials(self) -> tuple[str, str]:
+        """Service token and admin password: created once per home, kept with mode 0600."""
+        path = self.home / "service.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+        else:
+            self.home.mkdir(parents=True, exist_ok=True)
+            data = {"token": secrets.token_hex(20), "password": secrets.token_urlsafe(18)}
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh)
+        return data["token"], data["password"]
+
+    def start(self, wait_s: float = 240.0) -> int:
+        """Start (or find running) and wait until /health answers; returns the PID."""
+        if (pid := self.pid()) and self.healthy():
+            return pid
+        exe = self.executable()
+        token, password = self.credentials()
+        for d in (self.data_dir, self.document_root):
+            d.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")
+        proc = subprocess.Popen(
+            [str(exe), "start", "--no-browser", "--port", str(self.port), "--internal-host", "127.0.0.1"],
+            env=self.environment(token, password),
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stop() ends it and its children, nothing else
+        )
+        self.state_file.write_text(json.dumps({"pid": proc.pid, "port": self.port, "url": self.url}))
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ServerError(f"Label Studio exited with code {proc.returncode}; see {self.log_file}")
+            if self.healthy():
+                return proc.pid
+            time.sleep(1.0)
+        self.stop()
+        raise ServerError(f"Label Studio did not answer on {self.url} within {wait_s:.0f} s; see {self.log_file}")
+
+    def stop(self, sig: int = signal.SIGTERM, wait_s: float = 20.0) -> bool:
+        """Stop the server this home started (its process group, by the recorded PID)."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return False
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                waited, _ = os.waitpid(pid, os.WNOHANG)
+                if waited == pid:
+                    break
+            except ChildProcessError:
+                pass
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        self.state_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> dict:
+        pid = self.pid()
+        return {
+            "url": self.url,
+            "pid": pid,
+            "running": pid is not None,
+            "healthy": self.healthy() if pid else False,
+            "data_dir": str(self.data_dir),
+            "document_root": str(self.document_root),
+            "log": str(self.log_file),
+        }

@@ -1,0 +1,48 @@
+"""The annotation sync flow (Prefect), scheduled by `cantolab serve` every 30 minutes.
+
+The work is annotation.sync.run_sync; Prefect adds retries when Label Studio is briefly away (the
+run is resumable, so a retry simply carries on) and a concurrency limit of one (set by serve's
+deployment), so two syncs never race on the same projects.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+
+from annotation.sync import SyncInterrupted, run_sync
+from annotation.workspace import open_workspace
+from pipeline.dataset import Dataset
+
+
+def _retry_if_unavailable(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except SyncInterrupted:
+        return True
+    except BaseException:  # noqa: BLE001 — other failures are bugs or bad settings: no retry
+        return False
+    return False
+
+
+@task(name="annotation-sync", retries=2, retry_delay_seconds=30, retry_condition_fn=_retry_if_unavailable)
+def sync_task(dataset: str, settings_path: str | None, roster: str | None, document_root: str | None) -> dict:
+    ws = open_workspace(settings_path, roster, document_root)
+    report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root)
+    return report.as_dict()
+
+
+@flow(name="annotation-sync", log_prints=False)
+def annotation_sync_flow(
+    dataset: str, settings_path: str | None = None, roster: str | None = None, document_root: str | None = None
+) -> dict:
+    """New clips → tasks for two annotators each; annotations → dataset; disagreements → adjudication; → labels."""
+    logger = get_run_logger()
+    report = sync_task(dataset, settings_path, roster, document_root)
+    logger.info(
+        "annotation sync: %d clips, tasks created %s, annotations %s, %d problems, labels %s, %d awaiting adjudication",
+        report["clips"], report["tasks_created"], report["annotations"], len(report["problems"]), report["labels"],
+        report["pending_adjudication"],
+    )
+    for p in report["problems"]:
+        logger.warning("left out %s: %s (%s)", p["source"], p["reason"], p["details"])
+    return report

@@ -1,0 +1,185 @@
+"""`cantolab annotate …`: the Label Studio side of the pipeline (server, setup, sync, report, predict-push)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+annotate_app = typer.Typer(
+    help="Double labeling in Label Studio: two independent annotators per clip, adjudication, Cohen's kappa.",
+    no_args_is_help=True,
+)
+server_app = typer.Typer(help="A local Label Studio (from .venv-labelstudio); production can use any server via CANTOLAB_LS_URL.", no_args_is_help=True)
+annotate_app.add_typer(server_app, name="server")
+
+HOME_OPT = typer.Option(None, "--home", help="Server home (data/, media/, log); default ~/.local/share/cantolab/labelstudio or CANTOLAB_LS_HOME.")
+PORT_OPT = typer.Option(8080, "--port", "-p", help="Loopback port.")
+SETTINGS_OPT = typer.Option(None, "--settings", help="TOML with an [annotation] table: styles, emotions, url, project_prefix.")
+ROSTER_OPT = typer.Option(None, "--roster", help="roster.toml: annotators = [...], adjudicator = \"...\" (default CANTOLAB_ROSTER or ~/.config/cantolab/roster.toml).")
+ROOT_OPT = typer.Option(None, "--document-root", help="The server's LOCAL_FILES_DOCUMENT_ROOT (default: recorded by `server start`).")
+
+
+def _server(home: Path | None, port: int):
+    from annotation.server import DEFAULT_HOME, LocalServer
+
+    return LocalServer(home=Path(home) if home else DEFAULT_HOME, port=port)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/] {exc}")
+    raise typer.Exit(1)
+
+
+@server_app.command("start")
+def server_start(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
+    """Start Label Studio on 127.0.0.1 and record its URL, token and document root in the secrets file."""
+    from annotation.server import ServerError
+    from annotation.settings import write_secrets
+
+    srv = _server(home, port)
+    try:
+        with console.status("starting Label Studio (first start on a new data dir takes ~30-60 s)…"):
+            pid = srv.start()
+    except ServerError as exc:
+        _fail(exc)
+    token, _ = srv.credentials()
+    path = write_secrets({"url": srv.url, "service_token": token, "document_root": str(srv.document_root)})
+    console.print(f"Label Studio is up at [bold]{srv.url}[/] (pid {pid}); token and document root saved in {path}")
+
+
+@server_app.command("stop")
+def server_stop(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
+    """Stop the local server started from this home (by its recorded PID)."""
+    srv = _server(home, port)
+    console.print("stopped" if srv.stop() else "not running")
+
+
+@server_app.command("status")
+def server_status(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
+    """Is the local server running and answering?"""
+    st = _server(home, port).status()
+    if st["running"]:
+        port = json.loads(Path(st["log"]).with_name("server.json").read_text()).get("port", port)
+        st = _server(home, port).status()
+    for k, v in st.items():
+        console.print(f"{k}: {v}")
+    if not st["healthy"]:
+        raise typer.Exit(1)
+
+
+@annotate_app.command("setup")
+def setup(settings: Path = SETTINGS_OPT, roster: Path = ROSTER_OPT, document_root: Path = ROOT_OPT) -> None:
+    """Create the users from the roster, one first-round project per annotator and the adjudication project."""
+    from annotation.client import ensure_users, setup_projects
+    from annotation.settings import SettingsError, read_secrets, write_secrets
+    from annotation.workspace import open_workspace
+
+    try:
+        ws = open_workspace(settings, roster, document_root)
+        projects = setup_projects(ws.client, ws.settings, ws.roster, ws.document_root / ws.settings.media_subdir)
+        users = ensure_users(ws.client, ws.settings, ws.roster, ws.token, read_secrets().get("users", {}))
+    except (SettingsError, LookupError) as exc:
+        _fail(exc)
+    path = write_secrets({"users": users, "user_tokens": {e: u["token"] for e, u in users.items()}})
+    table = Table(title="Label Studio projects")
+    table.add_column("project")
+    table.add_column("id", justify="right")
+    table.add_column("who")
+    for a, pid in projects.first.items():
+        table.add_row("first round", str(pid), a)
+    table.add_row("adjudication", str(projects.adjudication), ws.roster.adjudicator)
+    console.print(table)
+    if users:
+        console.print(f"created or refreshed {len(users)} users; their passwords and tokens are in {path} (mode 0600)")
+
+
+@annotate_app.command("sync")
+def sync(
+    dataset: str = typer.Argument(..., help="Dataset folder (local path or fsspec URL)."),
+    settings: Path = SETTINGS_OPT,
+    roster: Path = ROSTER_OPT,
+    document_root: Path = ROOT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the sync report as JSON."),
+) -> None:
+    """One sync now (without Prefect): clips → tasks, annotations → dataset, disagreements → adjudication, labels."""
+    from annotation.settings import SettingsError
+    from annotation.sync import SyncInterrupted, run_sync
+    from annotation.workspace import open_workspace
+    from pipeline.dataset import Dataset
+
+    try:
+        ws = open_workspace(settings, roster, document_root)
+        with console.status("syncing with Label Studio…"):
+            report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root)
+    except SyncInterrupted as exc:
+        console.print(f"[yellow]{exc}[/]")
+        raise typer.Exit(2)
+    except (SettingsError, LookupError) as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+        return
+    console.print(
+        f"clips {report.clips}; tasks created {sum(report.tasks_created.values())}; annotations {report.annotations}; "
+        f"labels {report.labels} (agreed {report.agreed}, adjudicated {report.adjudicated}); "
+        f"adjudication tasks +{report.adjudication_created}; awaiting adjudication {report.pending_adjudication}; "
+        f"waiting for a second label {report.incomplete}"
+    )
+    for p in report.problems:
+        console.print(f"[yellow]left out[/] {p.source}: {p.reason} ({p.details})")
+
+
+@annotate_app.command("report")
+def report(
+    dataset: str = typer.Argument(..., help="Dataset folder."),
+    out: Path = typer.Option(Path("annotation-report"), "--out", "-o", help="Folder for agreement.md, PNG heatmaps and agreement.json."),
+    settings: Path = SETTINGS_OPT,
+    n_boot: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the 95% intervals."),
+) -> None:
+    """Cohen's kappa per field and annotator pair (bootstrap 95% CI), confusion, per-class agreement, style × emotion."""
+    from annotation.report import compute, write_report
+    from annotation.settings import AnnotationSettings
+    from pipeline.dataset import Dataset
+
+    rep = compute(Dataset(dataset), AnnotationSettings.load(settings).labels, n_boot=n_boot)
+    path = write_report(rep, out)
+    for f, fa in rep.fields.items():
+        console.print(f"{f}: kappa {fa.kappa:.3f} [{fa.ci95[0]:.3f}, {fa.ci95[1]:.3f}], observed {fa.observed:.3f} (n={fa.n})")
+    console.print(f"report: {path}")
+
+
+@annotate_app.command("predict-push")
+def predict_push(
+    model: str = typer.Argument(..., help="Model checkpoint to predict with (needs the model issue's predict hook)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder with the clips."),
+    predictions: Path = typer.Option(None, "--predictions", help="JSON list of {clip_id, style_probs, emotion_probs} instead of running MODEL."),
+    settings: Path = SETTINGS_OPT,
+    roster: Path = ROSTER_OPT,
+    document_root: Path = ROOT_OPT,
+) -> None:
+    """Push predictions as pre-annotations to the first-round projects, most uncertain clips first."""
+    from annotation.predict_push import Prediction, predictions_from_model, push_predictions
+    from annotation.workspace import open_workspace
+    from pipeline.dataset import Dataset
+
+    ws = open_workspace(settings, roster, document_root)
+    ds = Dataset(dataset)
+    try:
+        if predictions:
+            rows = json.loads(Path(predictions).read_text())
+            preds = [Prediction(r["clip_id"], r["style_probs"], r["emotion_probs"]) for r in rows]
+        else:
+            preds = predictions_from_model(model, sorted(k[0] for k in ds.keys("clips")), ds)
+    except (RuntimeError, KeyError, json.JSONDecodeError) as exc:
+        _fail(exc)
+    n = push_predictions(ws.client, list(ws.projects().first.values()), preds, model_version=Path(model).name)
+    console.print(f"pushed {n} pre-annotations; open the tab 'Most uncertain first' in each project")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(annotate_app, name="annotate")

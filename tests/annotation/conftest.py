@@ -1,0 +1,1 @@
+from tests.annotation.ls_fixtures import isolated_secrets, ls_server, workflow  # noqa: F401 — fixtures
