@@ -20,7 +20,7 @@ from collections import defaultdict
 from benchmarks.common import write_result
 from pipeline.data import read_labels
 from pipeline.records import prepare_take
-from pipeline.transcribe import TranscribeOptions, flag_segments, load_transcriber
+from pipeline.transcribe import TranscribeOptions, load_transcriber, review
 from pipeline.transcribe.quality import corpus_rates
 
 MODEL = "base"
@@ -42,7 +42,7 @@ def _transcribe_all(rows) -> dict:
             t0 = time.perf_counter()
             result = transcribers[backend].transcribe(prepared.whisper_input, opts)
             spent = time.perf_counter() - t0
-            flag_segments(result.segments)
+            review(result, prepared.whisper_input)
             per[backend]["compute_s"] += spent
             per[backend]["pairs"][row["language"]].append((result.text, row["lyrics"]))
             per[backend]["clips"].append({"path": row["path"], "seconds": spent, "text": result.text})

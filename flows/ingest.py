@@ -64,7 +64,7 @@ def _retry_transient(task, task_run, state) -> bool:
     return False
 
 
-def _model_identity(settings: IngestSettings) -> str:
+def model_identity(settings: IngestSettings) -> str:
     """Which weights: the model files' size and mtime, so replaced weights invalidate the cache."""
     backend = settings.backend if settings.backend != "auto" else "faster-whisper"
     try:
@@ -162,7 +162,7 @@ def ingest_flow(
     logger = get_run_logger()
     cfg = IngestSettings.from_dict(settings)
     ds = Dataset(dataset)
-    identity = _model_identity(cfg)  # a missing model fails here, once, with how to provide it
+    identity = model_identity(cfg)  # a missing model fails here, once, with how to provide it
     sources, problems = discover_takes(recordings, import_csv, cfg)
     report = IngestReport(discovered=len(sources))
     for problem in problems:

@@ -22,7 +22,7 @@ from pipeline.dataset import Dataset
 from pipeline.ids import take_id_for_content
 from pipeline.records import prepare_take, take_record
 from pipeline.segment import ClipConfig, clip_rows
-from pipeline.transcribe import PRODUCTION_DEFAULT, TranscribeOptions, flag_segments, load_transcriber
+from pipeline.transcribe import PRODUCTION_DEFAULT, TranscribeOptions, load_transcriber, review
 from pipeline.transcribe.hallucination import HallucinationRules
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def process_take(source: TakeSource, sha256: str, settings: IngestSettings = Ing
     transcriber = load_transcriber(settings.model, settings.backend, settings.compute_type, settings.threads)
     with gate if gate is not None else contextlib.nullcontext():
         result = transcriber.transcribe(prepared.whisper_input, settings.options_for(manifest.get("language")))
-    flag_segments(result.segments, settings.hallucination)
+    review(result, prepared.whisper_input, settings.hallucination)
     if not manifest.get("language") and result.language:
         manifest["language"] = result.language
     take = take_record(take_id, prepared, manifest)

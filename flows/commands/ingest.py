@@ -67,15 +67,16 @@ def ingest(
     Re-running is safe: finished takes come from the cache and nothing is duplicated; files that cannot
     be processed go to the `rejects` table (see `cantolab dataset rejects`).
     """
-    from flows.ingest import PROGRESS_LISTENERS, ingest_flow
+    from flows.ingest import PROGRESS_LISTENERS, ingest_flow, model_identity
     from pipeline.ingest import IngestSettings, discover_takes
 
     settings = _settings(model, backend, language, beam_size, word_timestamps, vad, condition_on_previous_text, min_clip, max_clip, features, threads, normalize)
     try:
         cfg = IngestSettings.from_dict(settings)
+        model_identity(cfg)  # a missing model is reported before anything starts
         sources, _ = discover_takes(recordings, import_csv, cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (ValueError, FileNotFoundError) as exc:  # ModelNotFoundError is a FileNotFoundError
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=as_json) as progress:
@@ -85,7 +86,7 @@ def ingest(
         try:
             report = ingest_flow(str(recordings), dataset, str(import_csv) if import_csv else None, settings, concurrency)
         except ModelNotFoundError as exc:
-            console.print(f"[red]error:[/] {exc}")
+            console.print(f"[red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(2)
         finally:
             PROGRESS_LISTENERS.remove(listener)

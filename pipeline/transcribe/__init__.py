@@ -2,7 +2,7 @@
 
     t = load_transcriber("base")                      # faster-whisper when its model is available
     result = t.transcribe(audio16k, TranscribeOptions(language="en"))
-    flag_segments(result.segments)                    # suspected hallucinations, kept and counted
+    review(result, audio16k)                          # suspected hallucinations, kept and counted
 
 Models by name (`large-v3` is the production default; `base` and `tiny.en` are bundled offline,
 see pipeline.models_cache) or by path (a CTranslate2 folder, or an openai-whisper .pt checkpoint).
@@ -23,7 +23,7 @@ from pipeline.models_cache import (
     how_to_provide,
     openai_checkpoint,
 )
-from pipeline.transcribe.hallucination import HallucinationRules, flag_segments
+from pipeline.transcribe.hallucination import HallucinationRules, flag_segments, review
 from pipeline.transcribe.types import ENCODER_FPS, Segment, TranscribeOptions, Transcription, Word
 
 BACKENDS = ("faster-whisper", "openai-whisper")
@@ -39,6 +39,7 @@ __all__ = [
     "Transcription",
     "Word",
     "flag_segments",
+    "review",
     "load_transcriber",
     "resolve_model",
 ]
@@ -125,7 +126,6 @@ def load_transcriber(
 
 
 def transcribe(audio16k, model: str = PRODUCTION_DEFAULT, backend: str = "auto", options: TranscribeOptions = TranscribeOptions(), rules: HallucinationRules = HallucinationRules()) -> Transcription:
-    """Load (once), transcribe, flag suspected hallucinations."""
+    """Load (once), transcribe, flag suspected hallucinations (incl. the whole-take voice gate)."""
     result = load_transcriber(model, backend).transcribe(audio16k, options)
-    flag_segments(result.segments, rules)
-    return result
+    return review(result, audio16k, rules)

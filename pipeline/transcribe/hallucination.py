@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipeline.transcribe.types import Segment
+import numpy as np
+
+from pipeline.transcribe.types import Segment, Transcription
 
 # Stock phrases Whisper emits over music and silence (from its subtitle training data).
 _STOCK = re.compile(
@@ -30,6 +32,10 @@ class HallucinationRules:
     low_avg_logprob: float = -1.0
     # Whisper's own rule needs both; this alone is enough (sung lyrics measured ≤ 0.55 here).
     certain_no_speech_prob: float = 0.9
+    # Whole-take voice gate (Silero VAD, bundled with faster-whisper): below this much detected
+    # voice, whatever Whisper wrote is flagged `no_voice` and left out of the transcript. Every one
+    # of 98 GTSinger and 20 RAVDESS clips measured >= 0.5 s; tones and noise measured 0 s.
+    min_voice_seconds: float = 0.3
 
 
 def max_consecutive_ngram_repeats(words: list[str], max_n: int = 4) -> int:
@@ -68,3 +74,23 @@ def flag_segments(segments: list[Segment], rules: HallucinationRules = Hallucina
         seg.hallucination_reasons = hallucination_reasons(seg, rules)
         seg.suspected_hallucination = bool(seg.hallucination_reasons)
     return segments
+
+
+def voiced_seconds(audio16k: np.ndarray) -> float:
+    """Seconds of voice Silero VAD finds (singing counts; tones, noise and silence do not)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    chunks = get_speech_timestamps(np.ascontiguousarray(audio16k, dtype=np.float32), VadOptions())
+    return sum(c["end"] - c["start"] for c in chunks) / 16_000
+
+
+def review(result: Transcription, audio16k: np.ndarray, rules: HallucinationRules = HallucinationRules()) -> Transcription:
+    """Flag every segment, then apply the whole-take voice gate; nothing is removed."""
+    flag_segments(result.segments, rules)
+    if result.segments and rules.min_voice_seconds > 0:
+        result.voiced_seconds = voiced_seconds(audio16k)
+        if result.voiced_seconds < rules.min_voice_seconds:
+            for seg in result.segments:
+                seg.hallucination_reasons.append("no_voice")
+                seg.suspected_hallucination = True
+    return result

@@ -60,7 +60,7 @@ class Segment:
     @property
     def is_lyrics(self) -> bool:
         """False for segments Whisper itself would call silence or that hold no words (♪, "...")."""
-        return not ({"no_speech", "non_lexical"} & set(self.hallucination_reasons))
+        return not ({"no_speech", "non_lexical", "no_voice"} & set(self.hallucination_reasons))
 
 
 @dataclass
@@ -73,6 +73,7 @@ class Transcription:
     model: str  # model name or path, as resolved
     # Encoder output over the whole take (float16, ENCODER_FPS frames/s × d), when kept.
     encoder_frames: np.ndarray | None = None
+    voiced_seconds: float | None = None  # set by the voice gate (hallucination.review)
 
     @property
     def text(self) -> str:
