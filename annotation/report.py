@@ -117,12 +117,12 @@ def write_report(rep: AgreementReport, out_dir: Path, title: str = "Annotation a
     for f, fa in rep.fields.items():
         png = f"confusion_{f}.png"
         cm = pd.DataFrame(fa.confusion, index=list(fa.labels), columns=list(fa.labels))
-        _heatmap(cm, f"{f}: annotator A vs B", "annotator B", "annotator A", out_dir / png, "d")
+        _heatmap(cm, f"{f}: annotator A vs B", "annotator B", "annotator A", out_dir / png, ".0f")
         md += ["", f"## {f.capitalize()}", "", f"![{f} confusion]({png})", "", "Per-class (specific) agreement: "
                + ", ".join(f"{k} {_fmt(v)}" for k, v in fa.per_class.items()), ""]
         md += _md_table(cm, lambda v: str(int(v)))
     md += ["", "## Final style × emotion (the paper's Table 1)", ""]
-    _heatmap(rep.cooc["counts"], "final labels: style × emotion", "emotion", "style", out_dir / "style_x_emotion.png", "g")
+    _heatmap(rep.cooc["counts"], "final labels: style × emotion", "emotion", "style", out_dir / "style_x_emotion.png", ".0f")
     _heatmap(rep.cooc["p_emotion_given_style"], "P(emotion | style)", "emotion", "style", out_dir / "p_emotion_given_style.png", ".2f")
     _heatmap(rep.cooc["p_style_given_emotion"], "P(style | emotion)", "emotion", "style", out_dir / "p_style_given_emotion.png", ".2f")
     md += ["![style x emotion](style_x_emotion.png)", "", "Counts:", ""] + _md_table(rep.cooc["counts"], lambda v: str(int(v)))
