@@ -1,0 +1,110 @@
+"""`cantolab train` and `cantolab predict`: the ML engineer's two commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def train(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder (local path or fsspec URL) with clips and labels."),
+    config: Path = typer.Option(None, "--config", "-c", help="JSON training config (model.encoder, model.variant, tasks, lr, epochs, seeds…); defaults otherwise."),
+    models_dir: Path = typer.Option(Path("models"), "--models-dir", help="Where run folders go."),
+    run: str = typer.Option(None, "--run", help="Run folder name (default run-<UTC time>)."),
+    encoder: str = typer.Option(None, help="Override model.encoder: audio | lyrics | audio+lyrics."),
+    variant: str = typer.Option(None, help="Override model.variant: shared | concat | oneway | coattn."),
+    tasks: str = typer.Option(None, help="Comma-separated tasks (style,emotion); one task = single-task baseline."),
+    epochs: int = typer.Option(None, help="Override the maximum epochs (early stopping on validation macro-F1)."),
+    seeds: int = typer.Option(None, help="Number of seeds (0..N-1); results are mean ± std over them."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train the multi-task model on a singer-wise split and write models/<run>/ with its report.
+
+    Every figure is on held-out singers (no singer in two splits), as mean ± std over seeds beside the majority-class rate.
+    """
+    from model.config import ConfigError, TrainConfig
+    from model.data import DataError
+    from model.runs import train_and_save
+    from model.splits import SplitLeakageError
+
+    try:
+        cfg = TrainConfig.load(config) if config else TrainConfig()
+        model_over = {k: v for k, v in {"encoder": encoder, "variant": variant}.items() if v}
+        if model_over:
+            cfg = replace(cfg, model=replace(cfg.model, **model_over))
+        if tasks:
+            cfg = replace(cfg, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()))
+        if epochs:
+            cfg = replace(cfg, epochs=epochs)
+        if seeds:
+            cfg = replace(cfg, seeds=tuple(range(seeds)))
+        cfg.validate()
+        folder, result, metrics = train_and_save(dataset, cfg, models_dir, run, progress=not quiet)
+    except (ConfigError, DataError, SplitLeakageError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    from model.evaluate import fmt
+
+    table = Table(title=f"{folder.name}: test singers {', '.join(result.split.test)}")
+    for col in ("task", "n", "accuracy", "macro-F1", "majority rate"):
+        table.add_column(col)
+    for task, s in result.summary.items():
+        table.add_row(task, str(s["n"]), fmt(s["accuracy"]), fmt(s["macro_f1"]), f"{s['majority_rate']:.3f}")
+    console.print(table)
+    console.print(f"run folder: [bold]{folder}[/] (report.md, metrics.json, plots/)")
+
+
+def predict(
+    target: Path = typer.Argument(..., help="A WAV/FLAC file (e.g. a take from `cantolab capture`) or a folder of them."),
+    model: Path = typer.Option(..., "--model", "-m", help="Run folder written by `cantolab train` (models/<run>)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write rows to this .csv or .json instead of printing."),
+    lyrics: str = typer.Option("", help="Transcript to pair with the audio (models that read lyrics)."),
+) -> None:
+    """Style and emotion with their probabilities, per clip."""
+    from model.checkpoint import CheckpointError
+    from model.predict import predict_paths
+    from pipeline.audio import AudioError
+
+    try:
+        rows = predict_paths(model, target, transcript=lyrics)
+    except (CheckpointError, AudioError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            out.write_text(json.dumps(rows, indent=2))
+        else:
+            with open(out, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        console.print(f"{len(rows)} prediction(s) written to {out}")
+        return
+    table = Table()
+    table.add_column("clip")
+    tasks = [k for k in rows[0] if k in ("style", "emotion")]
+    for t in tasks:
+        table.add_column(t)
+    for r in rows:
+        table.add_row(Path(r["clip_id"]).name, *[f"{r[t]} ({r[t + '_confidence']:.2f})" for t in tasks])
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("predict")(predict)

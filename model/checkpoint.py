@@ -1,0 +1,113 @@
+"""models/<run>/: safetensors weights, config, label maps, metrics, report, plots — and loading back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.config import TrainConfig
+from model.data import Example, DataError
+from model.net import MultiTaskNet
+from model.text import Vocab
+
+WEIGHTS, CONFIG, LABELS, METRICS, REPORT = "model.safetensors", "config.json", "labels.json", "metrics.json", "report.md"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A run folder that cannot be loaded or does not fit the data it is used on."""
+
+
+def _frozen_prefixes(cfg: TrainConfig) -> tuple[str, ...]:
+    """A frozen pretrained backbone is not copied into every run; it is reloaded from its path."""
+    if "lyrics" in cfg.model.encoder and cfg.model.freeze_pretrained and cfg.model.lyrics_encoder not in ("textcnn", "transformer"):
+        return ("encoder.lyrics.backbone.",)
+    return ()
+
+
+def save_run(run, out_dir: str | Path, metrics: dict) -> Path:
+    """Write a run folder atomically (a temporary folder, then rename)."""
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    skip = _frozen_prefixes(run.config)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in run.best.net.state_dict().items() if not k.startswith(skip)}
+    if run.norm_ref is not None:
+        tensors["feature_norm.mean"] = torch.from_numpy(np.asarray(run.norm_ref[0], dtype=np.float32))
+        tensors["feature_norm.std"] = torch.from_numpy(np.asarray(run.norm_ref[1], dtype=np.float32))
+    save_file(tensors, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "train_config": run.config.to_dict(),
+        "audio_dim": run.audio_dim,
+        "feature": run.feature if run.audio_dim else None,
+        "best_seed": run.best_seed,
+        "split": run.split.to_dict(),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+    (tmp / CONFIG).write_text(json.dumps(meta, indent=2))
+    labels = {"classes": run.maps, "vocab": run.vocab.itos if run.vocab else None}
+    (tmp / LABELS).write_text(json.dumps(labels, indent=2, ensure_ascii=False))
+    (tmp / METRICS).write_text(json.dumps(metrics, indent=2, default=str))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    net: MultiTaskNet
+    config: TrainConfig
+    maps: dict[str, list[str]]
+    vocab: Vocab | None
+    feature: str | None
+    norm_ref: tuple[np.ndarray, np.ndarray] | None
+    meta: dict
+
+    def check_labels(self, examples: list[Example]) -> None:
+        """Refuse data whose classes this model never learned (its label maps would mislabel them)."""
+        for task, classes in self.maps.items():
+            seen = {e.labels.get(task) for e in examples} - {None}
+            unknown = sorted(seen - set(classes))
+            if unknown:
+                raise CheckpointError(
+                    f"model {self.path} knows {task} classes {classes} but the data has {unknown}; "
+                    "its label maps differ from the dataset's — retrain on this dataset"
+                )
+
+
+def load_run(path: str | Path, device: str = "cpu") -> LoadedModel:
+    path = Path(path)
+    for name in (WEIGHTS, CONFIG, LABELS):
+        if not (path / name).exists():
+            raise CheckpointError(f"{path} is not a model run folder: {name} is missing")
+    meta = json.loads((path / CONFIG).read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {meta.get('format_version')} is not {FORMAT_VERSION}")
+    cfg = TrainConfig.from_dict(meta["train_config"])
+    labels = json.loads((path / LABELS).read_text())
+    maps = labels["classes"]
+    vocab = Vocab(labels["vocab"][3:]) if labels.get("vocab") else None
+    net = MultiTaskNet(cfg.model, {t: len(c) for t, c in maps.items()}, meta.get("audio_dim"), vocab, cfg.max_tokens)
+    tensors = load_file(str(path / WEIGHTS))
+    norm_ref = None
+    if "feature_norm.mean" in tensors:
+        norm_ref = (tensors.pop("feature_norm.mean").numpy(), tensors.pop("feature_norm.std").numpy())
+    missing, unexpected = net.load_state_dict(tensors, strict=False)
+    allowed = _frozen_prefixes(cfg)
+    missing = [k for k in missing if not k.startswith(allowed)] if allowed else missing
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match the saved config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    net.to(device).eval()
+    return LoadedModel(path, net, cfg, maps, vocab, meta.get("feature"), norm_ref, meta)

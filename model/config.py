@@ -1,0 +1,108 @@
+"""Run configuration: one dataclass, saved beside every model so a run can be reproduced."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+TASKS = ("style", "emotion")
+ENCODERS = ("audio", "lyrics", "audio+lyrics")
+AUDIO_ENCODERS = ("cnn", "transformer", "whisper")
+LYRICS_ENCODERS = ("textcnn", "transformer", "minilm")  # or a path to a transformers checkpoint
+VARIANTS = ("shared", "concat", "oneway", "coattn")
+FEATURE_NORMS = ("global", "singer", "clip")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the field and the choices."""
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "audio+lyrics"  # the paper's future work, fused into one sequence
+    audio_encoder: str = "cnn"
+    lyrics_encoder: str = "minilm"
+    variant: str = "coattn"
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.2
+    pool: str = "mean"  # mean | cls
+    whisper_model: str = "base"
+    freeze_pretrained: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tasks: tuple[str, ...] = TASKS  # one task = the single-task baseline
+    lr: float = 1e-4
+    batch_size: int = 16
+    epochs: int = 40
+    patience: int = 8
+    seeds: tuple[int, ...] = (0, 1, 2)
+    split_seed: int = 0
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    test_singers: tuple[str, ...] = ()  # fixed held-out singers (the retrain flow passes the champion's)
+    loss: str = "weighted"  # weighted (λ-weighted CE) | uncertainty (Kendall et al. 2018)
+    lambda_style: float = 1.0
+    lambda_emotion: float = 1.0
+    class_weights: bool = False
+    oversample: bool = False
+    feature_norm: str = "global"  # global | singer (per-singer standardization) | clip
+    max_frames: int = 256  # audio frames per example (25 per second); longer clips are cropped
+    max_tokens: int = 48
+    weight_decay: float = 0.0
+    device: str = "auto"  # auto = cuda when present, else cpu
+
+    def validate(self) -> "TrainConfig":
+        m = self.model
+        checks = [
+            ("model.encoder", m.encoder, ENCODERS),
+            ("model.audio_encoder", m.audio_encoder, AUDIO_ENCODERS),
+            ("model.variant", m.variant, VARIANTS),
+            ("model.pool", m.pool, ("mean", "cls")),
+            ("loss", self.loss, ("weighted", "uncertainty")),
+            ("feature_norm", self.feature_norm, FEATURE_NORMS),
+        ]
+        for name, value, allowed in checks:
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        if m.lyrics_encoder not in LYRICS_ENCODERS and not Path(m.lyrics_encoder).is_dir():
+            raise ConfigError(
+                f"model.lyrics_encoder={m.lyrics_encoder!r}: not one of {', '.join(LYRICS_ENCODERS)} and not a folder "
+                "holding a transformers checkpoint"
+            )
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks:
+            raise ConfigError(f"tasks={list(self.tasks)!r}: choose one or both of {', '.join(TASKS)}")
+        if m.d_model % m.heads:
+            raise ConfigError(f"model.d_model={m.d_model} must be a multiple of model.heads={m.heads}")
+        if abs(sum(self.split) - 1.0) > 1e-6 or len(self.split) != 3:
+            raise ConfigError(f"split={list(self.split)!r} must be three fractions (train, validation, test) summing to 1")
+        return self
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "TrainConfig":
+        data = dict(data or {})
+        model = data.pop("model", {}) or {}
+        known_m = {f.name for f in fields(ModelConfig)}
+        known_t = {f.name for f in fields(cls)}
+        unknown = [f"model.{k}" for k in model if k not in known_m] + [k for k in data if k not in known_t]
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
+        for key in ("tasks", "seeds", "split", "test_singers"):
+            if key in data and data[key] is not None:
+                data[key] = tuple(data[key])
+        return cls(model=ModelConfig(**model), **data).validate()
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from exc

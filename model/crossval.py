@@ -1,0 +1,83 @@
+"""Leave-singers-out cross-validation: every singer is tested exactly once, by a model that never
+heard them; validation singers (for early stopping) come from the training side of each fold."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from model.config import TrainConfig
+from model.data import Example, encode_labels, label_maps
+from model.evaluate import aggregate, task_metrics
+from model.features import normalize_features
+from model.splits import check_examples, singer_folds
+from model.text import Vocab
+from model.train import fit, needs_vocab, pick_device, predict_proba
+
+
+@dataclass
+class CVResult:
+    config: TrainConfig
+    folds: list[list[str]]
+    per_seed: list[dict]  # pooled over folds: seed → {task: metrics}
+    summary: dict
+    probs: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # seed → task → (n, classes) in example order
+    seconds_per_epoch: float = 0.0
+    epochs_run: float = 0.0
+
+
+def crossval(
+    examples: list[Example],
+    raw_feats: list[np.ndarray] | None,
+    cfg: TrainConfig,
+    folds: list[list[str]] | None = None,
+    n_folds: int | None = None,
+    n_val_singers: int = 2,
+    maps: dict[str, list[str]] | None = None,
+    on_fit=None,
+) -> CVResult:
+    """Train len(folds) × len(seeds) networks; metrics pooled over all held-out clips per seed."""
+    cfg = cfg.validate()
+    maps = maps or label_maps(examples, cfg.tasks)
+    singers = [e.singer for e in examples]
+    folds = folds or singer_folds(singers, n_folds, cfg.split_seed)
+    ys = encode_labels(examples, maps)
+    feats = None
+    if raw_feats is not None:
+        feats, _ = normalize_features(raw_feats, singers, cfg.feature_norm) if cfg.feature_norm != "global" else (raw_feats, None)
+    probs = {s: {t: np.zeros((len(examples), len(maps[t]))) for t in cfg.tasks} for s in cfg.seeds}
+    device = pick_device(cfg.device)
+    epoch_secs, epochs = [], []
+    for k, test_singers in enumerate(folds):
+        rest = sorted(set(singers) - set(test_singers))
+        rng = np.random.default_rng(1000 + k)
+        val_singers = list(rng.choice(rest, size=min(n_val_singers, max(0, len(rest) - 1)), replace=False))
+        idx = {name: [i for i, s in enumerate(singers) if (s in test_singers if name == "test" else s in val_singers if name == "val" else s not in test_singers and s not in val_singers)] for name in ("train", "val", "test")}
+        check_examples({name: [examples[i] for i in ids] for name, ids in idx.items()})
+        fold_feats = feats
+        if raw_feats is not None and cfg.feature_norm == "global":
+            _, ref = normalize_features([raw_feats[i] for i in idx["train"]], [], "global")
+            fold_feats, _ = normalize_features(raw_feats, singers, "global", ref)
+        vocab = Vocab.build([examples[i].transcript for i in idx["train"]]) if needs_vocab(cfg) else None
+
+        def pack(ids):
+            return ([fold_feats[i] for i in ids] if fold_feats is not None else None, [examples[i].transcript for i in ids], {t: ys[t][ids] for t in cfg.tasks})
+
+        audio_dim = raw_feats[0].shape[1] if raw_feats is not None else None
+        for seed in cfg.seeds:
+            res = fit(cfg, seed, maps, pack(idx["train"]), pack(idx["val"]) if idx["val"] else None, audio_dim, vocab)
+            p = predict_proba(res.net, *pack(idx["test"])[:2], cfg.max_frames, device)
+            for t in cfg.tasks:
+                probs[seed][t][idx["test"]] = p[t]
+            epoch_secs.append(res.seconds_per_epoch)
+            epochs.append(len(res.history))
+            if on_fit:
+                on_fit()
+    per_seed = [{"seed": s} | {t: task_metrics(ys[t], probs[s][t].argmax(1), maps[t]) for t in cfg.tasks} for s in cfg.seeds]
+    return CVResult(cfg, folds, per_seed, aggregate(per_seed, cfg.tasks), probs, float(np.mean(epoch_secs)), float(np.mean(epochs)))
+
+
+def with_overrides(cfg: TrainConfig, **model_over) -> TrainConfig:
+    return replace(cfg, model=replace(cfg.model, **model_over))

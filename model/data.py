@@ -1,0 +1,108 @@
+"""Training examples from the Parquet dataset: clips ⋈ labels (plus language from takes).
+
+The training stage reads nothing but the dataset folder; every problem that would make training
+meaningless (no labelled clips, clips without audio, a task with one class) is a DataError that
+says what and where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.config import TASKS
+from pipeline.dataset import Dataset
+
+
+class DataError(ValueError):
+    """The dataset cannot train this model; the message says why and where."""
+
+
+@dataclass
+class Example:
+    clip_id: str
+    singer: str
+    audio_flac: bytes
+    transcript: str = ""
+    language: str | None = None
+    labels: dict[str, str | None] = field(default_factory=dict)  # task → class name or None (missing)
+
+    @property
+    def content_key(self) -> str:
+        """Identity of the clip's audio, so cached features follow content, not ids."""
+        return hashlib.sha256(self.audio_flac).hexdigest()[:24]
+
+
+def _clean(value) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def load_examples(dataset: Dataset | str, tasks: tuple[str, ...] = TASKS) -> list[Example]:
+    """Every labelled clip with audio, in clip_id order (deterministic)."""
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    clips = ds.to_pandas("clips", columns=["clip_id", "take_id", "singer", "audio_flac", "transcript", "language"])
+    labels = ds.to_pandas("labels", columns=["clip_id", "style", "emotion"])
+    where = f"dataset {ds.root}"
+    if clips.empty:
+        raise DataError(f"{where}: the clips table is empty; ingest recordings first (cantolab ingest)")
+    if labels.empty:
+        raise DataError(f"{where}: the labels table is empty; annotate or import labels first")
+    takes = ds.to_pandas("takes", columns=["take_id", "language"]) if ds.exists("takes") else None
+    take_lang = {} if takes is None or takes.empty else dict(zip(takes["take_id"], takes["language"]))
+    merged = clips.merge(labels, on="clip_id", how="inner").sort_values("clip_id")
+    if merged.empty:
+        raise DataError(f"{where}: no clip has a label ({len(clips)} clips, {len(labels)} labels share no clip_id)")
+    no_audio = [cid for cid, audio in zip(merged["clip_id"], merged["audio_flac"]) if audio is None or len(audio) == 0]
+    if no_audio:
+        raise DataError(f"{where}: {len(no_audio)} labelled clip(s) have no audio, e.g. {', '.join(no_audio[:3])}")
+    no_singer = [cid for cid, s in zip(merged["clip_id"], merged["singer"]) if _clean(s) is None]
+    if no_singer:
+        raise DataError(
+            f"{where}: {len(no_singer)} labelled clip(s) have no singer (needed for singer-wise splits), "
+            f"e.g. {', '.join(no_singer[:3])}"
+        )
+    examples = []
+    for row in merged.itertuples(index=False):
+        lang = _clean(row.language) or _clean(take_lang.get(row.take_id))
+        labs = {t: _clean(getattr(row, t)) for t in tasks}
+        if all(v is None for v in labs.values()):
+            continue
+        examples.append(Example(row.clip_id, str(row.singer), bytes(row.audio_flac), _clean(row.transcript) or "", lang, labs))
+    if not examples:
+        raise DataError(f"{where}: no clip has a {' or '.join(tasks)} label")
+    return examples
+
+
+def label_maps(examples: list[Example], tasks: tuple[str, ...]) -> dict[str, list[str]]:
+    """Sorted class names per task; a task with fewer than two classes cannot be learned."""
+    maps = {}
+    for task in tasks:
+        classes = sorted({e.labels.get(task) for e in examples} - {None})
+        if len(classes) < 2:
+            seen = classes[0] if classes else "no labels at all"
+            raise DataError(
+                f"task {task!r} has a single class ({seen}) in this dataset; a classifier needs at least two. "
+                f"Label more clips, or train the other task alone (tasks={[t for t in tasks if t != task]})"
+            )
+        maps[task] = classes
+    return maps
+
+
+def encode_labels(examples: list[Example], maps: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """Class indices per task; -1 marks a missing label (its loss is masked)."""
+    out = {}
+    for task, classes in maps.items():
+        index = {c: i for i, c in enumerate(classes)}
+        ys = []
+        for e in examples:
+            value = e.labels.get(task)
+            if value is not None and value not in index:
+                raise DataError(f"clip {e.clip_id}: {task} label {value!r} is not one of {classes}")
+            ys.append(index[value] if value is not None else -1)
+        out[task] = np.asarray(ys, dtype=np.int64)
+    return out

@@ -1,0 +1,202 @@
+"""The shared encoder: audio frames and/or lyric tokens → H ∈ R^{B×T×d} with a padding mask."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model.config import ModelConfig
+from model.text import Vocab, minilm_path
+
+
+def _positions(n: int, d: int) -> torch.Tensor:
+    pos = torch.arange(n).unsqueeze(1)
+    div = torch.exp(torch.arange(0, d, 2) * (-math.log(10000.0) / d))
+    pe = torch.zeros(n, d)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)
+    return pe
+
+
+class SinusoidalPositions(nn.Module):
+    def __init__(self, d: int, max_len: int = 4096):
+        super().__init__()
+        self.register_buffer("pe", _positions(max_len, d), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe[: x.shape[1]].unsqueeze(0)
+
+
+def _transformer(d: int, layers: int, heads: int, dropout: float) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout, batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class AudioCNN(nn.Module):
+    """1-D convolutions over time (frames × features), trained from scratch."""
+
+    def __init__(self, in_dim: int, d: int, layers: int, dropout: float):
+        super().__init__()
+        blocks, width = [], in_dim
+        for _ in range(max(1, layers)):
+            blocks += [nn.Conv1d(width, d, 5, padding=2), nn.BatchNorm1d(d), nn.GELU(), nn.Dropout(dropout)]
+            width = d
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        y = self.net((x * mask.unsqueeze(-1)).transpose(1, 2)).transpose(1, 2)
+        return y * mask.unsqueeze(-1)
+
+
+class AudioTransformer(nn.Module):
+    def __init__(self, in_dim: int, d: int, layers: int, heads: int, dropout: float):
+        super().__init__()
+        self.inp = nn.Linear(in_dim, d)
+        self.pos = SinusoidalPositions(d)
+        self.enc = _transformer(d, layers, heads, dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.enc(self.pos(self.inp(x)), src_key_padding_mask=~mask)
+
+
+class WhisperStates(nn.Module):
+    """Frozen Whisper encoder states (cached per clip) projected to d; only the projection learns."""
+
+    def __init__(self, in_dim: int, d: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, d), nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TextCNN(nn.Module):
+    def __init__(self, vocab_size: int, d: int, dropout: float):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, d, padding_idx=0)
+        self.convs = nn.ModuleList([nn.Conv1d(d, d, k, padding=k // 2) for k in (3, 5)])
+        self.out = nn.Sequential(nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        e = self.emb(ids).transpose(1, 2)
+        y = sum(conv(e)[..., : ids.shape[1]] for conv in self.convs).transpose(1, 2)
+        return self.out(y) * mask.unsqueeze(-1)
+
+
+class TextTransformer(nn.Module):
+    def __init__(self, vocab_size: int, d: int, layers: int, heads: int, dropout: float):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, d, padding_idx=0)
+        self.pos = SinusoidalPositions(d)
+        self.enc = _transformer(d, layers, heads, dropout)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.enc(self.pos(self.emb(ids)), src_key_padding_mask=~mask)
+
+
+def resolve_checkpoint(name: str) -> Path:
+    return minilm_path() if name == "minilm" else Path(name)
+
+
+class PretrainedText(nn.Module):
+    """Any transformers checkpoint by path (BERT family, GPT-2, T5's encoder), offline only."""
+
+    def __init__(self, path: str | Path, d: int, freeze: bool):
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
+
+        path = str(path)
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        if getattr(config, "is_encoder_decoder", False):
+            self.backbone = T5EncoderModel.from_pretrained(path, local_files_only=True)
+        else:
+            self.backbone = AutoModel.from_pretrained(path, local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        if self.tokenizer.pad_token is None:  # GPT-2 has none
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.freeze = freeze
+        if freeze:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+        hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or config.n_embd
+        self.proj = nn.Linear(hidden, d)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze:
+            self.backbone.eval()  # a frozen backbone keeps dropout off
+        return self
+
+    def tokenize(self, texts: list[str], max_tokens: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tokenizer([t or " " for t in texts], padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+        return enc["input_ids"].to(device), enc["attention_mask"].to(device).bool()
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(not self.freeze and torch.is_grad_enabled()):
+            states = self.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        return self.proj(states)
+
+
+class SharedEncoder(nn.Module):
+    """audio | lyrics | audio+lyrics (both, fused into one sequence with modality embeddings)."""
+
+    def __init__(self, cfg: ModelConfig, audio_dim: int | None, vocab: Vocab | None, max_tokens: int = 48):
+        super().__init__()
+        d = cfg.d_model
+        self.cfg = cfg
+        self.max_tokens = max_tokens
+        self.uses_audio = "audio" in cfg.encoder
+        self.uses_lyrics = "lyrics" in cfg.encoder
+        self.vocab = vocab
+        self.audio = self.lyrics = None
+        if self.uses_audio:
+            if cfg.audio_encoder == "cnn":
+                self.audio = AudioCNN(audio_dim, d, cfg.layers, cfg.dropout)
+            elif cfg.audio_encoder == "transformer":
+                self.audio = AudioTransformer(audio_dim, d, cfg.layers, cfg.heads, cfg.dropout)
+            else:
+                self.audio = WhisperStates(audio_dim, d, cfg.dropout)
+        if self.uses_lyrics:
+            if cfg.lyrics_encoder == "textcnn":
+                self.lyrics = TextCNN(len(vocab), d, cfg.dropout)
+            elif cfg.lyrics_encoder == "transformer":
+                self.lyrics = TextTransformer(len(vocab), d, cfg.layers, cfg.heads, cfg.dropout)
+            else:
+                self.lyrics = PretrainedText(resolve_checkpoint(cfg.lyrics_encoder), d, cfg.freeze_pretrained)
+        self.fuse = None
+        if self.uses_audio and self.uses_lyrics:
+            self.modality = nn.Parameter(torch.zeros(2, d))
+            nn.init.normal_(self.modality, std=0.02)
+            self.fuse = _transformer(d, 1, cfg.heads, cfg.dropout)
+
+    def tokenize(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.lyrics, PretrainedText):
+            return self.lyrics.tokenize(texts, self.max_tokens, device)
+        rows = [self.vocab.encode(t, self.max_tokens) for t in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        return ids.to(device), (ids != 0).to(device)
+
+    def forward(self, audio, audio_mask, texts) -> tuple[torch.Tensor, torch.Tensor]:
+        parts, masks = [], []
+        if self.uses_audio:
+            parts.append(self.audio(audio, audio_mask))
+            masks.append(audio_mask)
+        if self.uses_lyrics:
+            device = audio.device if audio is not None else next(self.parameters()).device
+            ids, mask = self.tokenize(texts, device)
+            parts.append(self.lyrics(ids, mask))
+            masks.append(mask)
+        if self.fuse is None:
+            return parts[0], masks[0]
+        h = torch.cat([parts[0] + self.modality[0], parts[1] + self.modality[1]], dim=1)
+        m = torch.cat(masks, dim=1)
+        return self.fuse(h, src_key_padding_mask=~m), m

@@ -1,0 +1,180 @@
+"""Audio features per clip, computed once and cached on disk keyed by clip content + encoder.
+
+`logmel`: Whisper's 80-band log-mel (16 kHz, 10 ms hop) averaged to 25 frames/s — the input of the
+from-scratch CNN/Transformer encoders. `whisper-encoder:<name>`: the frozen Whisper encoder's states
+(50 frames/s, averaged to 25), taken from the dataset's `features` table where ingest kept them,
+else computed here (one 30-s window per clip, ~0.7 s on 2 cores) and cached.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.data import Example
+from pipeline.audio import decode_audio_bytes
+from pipeline.preprocess import to_whisper_input
+
+FRAMES_PER_SECOND = 25
+LOGMEL = "logmel80@25fps"
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("CANTOLAB_FEATURE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "cantolab" / "features"
+
+
+def whisper_key(name: str) -> str:
+    """The encoder_model key ingest writes to the `features` table (pipeline.segment)."""
+    return f"whisper-encoder:{name}"
+
+
+def _pool_time(x: np.ndarray, factor: int) -> np.ndarray:
+    n = (len(x) // factor) * factor
+    if n == 0:
+        return x.mean(axis=0, keepdims=True)
+    return x[:n].reshape(n // factor, factor, x.shape[1]).mean(axis=1)
+
+
+def clip_audio_16k(audio_flac: bytes) -> np.ndarray:
+    samples, rate = decode_audio_bytes(audio_flac)
+    return to_whisper_input(samples, rate)
+
+
+def logmel(audio16k: np.ndarray) -> np.ndarray:
+    """(frames at 25/s, 80) float32."""
+    import torch
+    from whisper.audio import log_mel_spectrogram
+
+    mel = log_mel_spectrogram(torch.from_numpy(np.ascontiguousarray(audio16k, dtype=np.float32)), 80)
+    return _pool_time(mel.numpy().T, 4).astype(np.float32)
+
+
+class WhisperEncoder:
+    """The bundled Whisper encoder (frozen) over one 30-s window per clip."""
+
+    def __init__(self, name: str = "base", device: str = "cpu"):
+        from pipeline.models_cache import assemble_openai
+        from pipeline.transcribe.reference import load_openai_checkpoint
+
+        self.name = name
+        self.device = device
+        self.model = load_openai_checkpoint(assemble_openai(name)).to(device)
+
+    def __call__(self, audio16k: np.ndarray) -> np.ndarray:
+        import torch
+        from whisper.audio import N_SAMPLES, log_mel_spectrogram, pad_or_trim
+
+        audio = pad_or_trim(torch.from_numpy(np.ascontiguousarray(audio16k, dtype=np.float32)), N_SAMPLES)
+        mel = log_mel_spectrogram(audio, self.model.dims.n_mels).to(self.device)
+        with torch.inference_mode():
+            states = self.model.encoder(mel[None])[0].float().cpu().numpy()
+        keep = max(1, min(len(states), math.ceil(len(audio16k) / 16000 * 50)))
+        return _pool_time(states[:keep], 2).astype(np.float32)
+
+
+@dataclass
+class FeatureStats:
+    computed: int = 0
+    cached: int = 0
+    from_dataset: int = 0
+    seconds: float = 0.0
+
+    @property
+    def seconds_per_computed_clip(self) -> float | None:
+        return self.seconds / self.computed if self.computed else None
+
+
+def _frames_from_dataset(dataset, key: str) -> dict[str, np.ndarray]:
+    if dataset is None or not dataset.exists("features"):
+        return {}
+    table = dataset.to_pandas("features", columns=["clip_id", "encoder_model", "n_frames", "dim", "frames"])
+    table = table[table["encoder_model"] == key]
+    out = {}
+    for row in table.itertuples(index=False):
+        arr = np.frombuffer(row.frames, dtype="<f2").reshape(int(row.n_frames), int(row.dim)).astype(np.float32)
+        out[row.clip_id] = _pool_time(arr, 2)
+    return out
+
+
+def clip_features(
+    examples: list[Example],
+    encoder: str = LOGMEL,
+    dataset=None,
+    progress=None,
+    device: str = "cpu",
+    stats: FeatureStats | None = None,
+) -> list[np.ndarray]:
+    """One (frames, dim) array per example, in order; cached under cache_dir()/<encoder>/."""
+    import time
+
+    stats = stats if stats is not None else FeatureStats()
+    folder = cache_dir() / encoder.replace(":", "_").replace("/", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = _frames_from_dataset(dataset, encoder) if encoder.startswith("whisper-encoder:") else {}
+    compute = None
+    out = []
+    for ex in examples:
+        path = folder / f"{ex.content_key}.npy"
+        if ex.clip_id in kept:
+            out.append(kept[ex.clip_id])
+            stats.from_dataset += 1
+        elif path.exists():
+            out.append(np.load(path))
+            stats.cached += 1
+        else:
+            t0 = time.perf_counter()
+            audio = clip_audio_16k(ex.audio_flac)
+            if encoder == LOGMEL:
+                feats = logmel(audio)
+            elif encoder.startswith("whisper-encoder:"):
+                if compute is None:
+                    compute = WhisperEncoder(encoder.split(":", 1)[1], device)
+                feats = compute(audio)
+            else:
+                raise ValueError(f"unknown audio feature encoder {encoder!r}")
+            tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
+            np.save(tmp, feats)
+            os.replace(tmp, path)
+            out.append(feats)
+            stats.computed += 1
+            stats.seconds += time.perf_counter() - t0
+        if progress is not None:
+            progress()
+    return out
+
+
+def feature_name(audio_encoder: str, whisper_model: str = "base") -> str:
+    return whisper_key(whisper_model) if audio_encoder == "whisper" else LOGMEL
+
+
+def normalize_features(
+    feats: list[np.ndarray], groups: list[str], mode: str, reference: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[list[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Standardize frames: globally (train statistics, saved with the model), per singer, or per clip.
+
+    Per-singer standardization uses no labels (a studio session gives many clips of one singer), so it
+    is legitimate for held-out singers too; the report says when it was used.
+    """
+    if reference is None:
+        stacked = np.concatenate(feats, axis=0)
+        reference = (stacked.mean(axis=0), stacked.std(axis=0) + 1e-5)
+    if mode == "global":
+        mean, std = reference
+        return [(f - mean) / std for f in feats], reference
+    if mode == "clip":
+        return [(f - f.mean(axis=0)) / (f.std(axis=0) + 1e-5) for f in feats], reference
+    if mode == "singer":
+        by_group: dict[str, list[np.ndarray]] = {}
+        for f, g in zip(feats, groups):
+            by_group.setdefault(g, []).append(f)
+        moments = {}
+        for g, fs in by_group.items():
+            stacked = np.concatenate(fs, axis=0)
+            moments[g] = (stacked.mean(axis=0), stacked.std(axis=0) + 1e-5)
+        return [(f - moments[g][0]) / moments[g][1] for f, g in zip(feats, groups)], reference
+    raise ValueError(f"unknown feature normalization {mode!r}")

@@ -1,0 +1,67 @@
+"""Style and emotion probabilities per clip, from a saved run: dataset clips, or WAV/FLAC files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model.checkpoint import LoadedModel, load_run
+from model.data import Example
+from model.features import clip_features, normalize_features
+from model.train import pick_device, predict_proba
+from pipeline.records import prepare_take
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def audio_files(target: str | Path) -> list[Path]:
+    p = Path(target)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"{p}: no .wav or .flac files in this folder")
+        return files
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    return [p]
+
+
+def examples_from_files(paths: list[Path], singer: str = "session", transcript: str = "") -> list[Example]:
+    """A take in the capture format (or any WAV/FLAC) through the same audio core as ingest."""
+    out = []
+    for path in paths:
+        prepared = prepare_take(path)
+        out.append(Example(clip_id=str(path), singer=singer, audio_flac=prepared.flac, transcript=transcript))
+    return out
+
+
+def predict_examples(model: LoadedModel, examples: list[Example], dataset=None) -> list[dict]:
+    """One row per clip: clip_id, then per task the predicted class and each class's probability.
+
+    With per-singer feature normalization the clips given together are standardized per singer (a
+    session's clips by the same singer), as in training.
+    """
+    cfg = model.config
+    device = pick_device(cfg.device)
+    model.net.to(device)
+    feats = None
+    if model.feature:
+        raw = clip_features(examples, model.feature, dataset, device=str(device))
+        feats, _ = normalize_features(raw, [e.singer for e in examples], cfg.feature_norm, model.norm_ref)
+    probs = predict_proba(model.net, feats, [e.transcript for e in examples], cfg.max_frames, device)
+    rows = []
+    for i, e in enumerate(examples):
+        row = {"clip_id": e.clip_id}
+        for task, classes in model.maps.items():
+            p = probs[task][i]
+            row[task] = classes[int(np.argmax(p))]
+            row[f"{task}_confidence"] = float(np.max(p))
+            row.update({f"p_{task}_{c}": float(v) for c, v in zip(classes, p)})
+        rows.append(row)
+    return rows
+
+
+def predict_paths(run: str | Path, target: str | Path, transcript: str = "") -> list[dict]:
+    model = load_run(run)
+    return predict_examples(model, examples_from_files(audio_files(target), transcript=transcript))

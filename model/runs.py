@@ -1,0 +1,29 @@
+"""One call from a dataset to a saved, reported run: models/<run>/ (what `cantolab train` does)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+from model.checkpoint import save_run
+from model.config import TrainConfig
+from model.report import add_controls, run_metrics, write_report
+from model.train import RunResult, train_run
+
+
+def new_run_name(prefix: str = "run") -> str:
+    return f"{prefix}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def train_and_save(dataset, cfg: TrainConfig | None = None, models_dir: str | Path = "models", run_name: str | None = None, progress: bool = True) -> tuple[Path, RunResult, dict]:
+    name = run_name or new_run_name()
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise ValueError(f"run name {name!r}: use letters, digits, '.', '_' or '-'")
+    run = train_run(dataset, cfg, progress=progress)
+    add_controls(run)
+    metrics = run_metrics(run)
+    folder = save_run(run, Path(models_dir) / name, metrics)
+    write_report(run, folder, metrics)
+    return folder, run, metrics

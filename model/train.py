@@ -1,0 +1,288 @@
+"""Training: singer-wise split → features → seeds × (train with early stopping) → test metrics.
+
+`train_run` is the one call behind `cantolab train`, the retrain flow and the demo; `fit` trains one
+network on given examples (the benchmark's leave-singers-out folds call it directly).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from model.config import TrainConfig
+from model.data import Example, encode_labels, label_maps, load_examples
+from model.evaluate import aggregate, task_metrics
+from model.features import FeatureStats, clip_features, feature_name, normalize_features
+from model.losses import MultiTaskLoss, inverse_frequency
+from model.net import MultiTaskNet
+from model.splits import SingerSplit, check_examples, singer_split
+from model.text import Vocab
+from pipeline.dataset import Dataset
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@dataclass
+class Batch:
+    audio: torch.Tensor | None
+    mask: torch.Tensor | None
+    texts: list[str]
+    targets: dict[str, torch.Tensor]
+
+
+def make_batch(feats, texts, ys, idx, max_frames, device, rng: np.random.Generator | None) -> Batch:
+    """Pad to the longest clip (cropped to max_frames: randomly in training, centred otherwise)."""
+    audio = mask = None
+    if feats is not None:
+        crops = []
+        for i in idx:
+            f = feats[i]
+            if len(f) > max_frames:
+                start = int(rng.integers(0, len(f) - max_frames + 1)) if rng is not None else (len(f) - max_frames) // 2
+                f = f[start : start + max_frames]
+            crops.append(f)
+        width = max(len(c) for c in crops)
+        audio = torch.zeros(len(idx), width, crops[0].shape[1])
+        mask = torch.zeros(len(idx), width, dtype=torch.bool)
+        for j, c in enumerate(crops):
+            audio[j, : len(c)] = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
+            mask[j, : len(c)] = True
+        audio, mask = audio.to(device), mask.to(device)
+    targets = {t: torch.as_tensor(y[idx], dtype=torch.long, device=device) for t, y in ys.items()}
+    return Batch(audio, mask, [texts[i] for i in idx], targets)
+
+
+@dataclass
+class FitResult:
+    net: MultiTaskNet
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = float("-inf")
+    seconds_per_epoch: float = 0.0
+
+
+def predict_proba(net: MultiTaskNet, feats, texts, max_frames: int, device, batch_size: int = 32) -> dict[str, np.ndarray]:
+    net.eval()
+    n = len(texts)
+    out: dict[str, list] = {t: [] for t in net.heads}
+    dummy = {}
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, min(n, start + batch_size))
+            b = make_batch(feats, texts, dummy, idx, max_frames, device, None)
+            logits = net(b.audio, b.mask, b.texts)
+            for t, lg in logits.items():
+                out[t].append(torch.softmax(lg, -1).cpu().numpy())
+    return {t: np.concatenate(v) if v else np.zeros((0, net.heads[t][-1].out_features)) for t, v in out.items()}
+
+
+def _score(net, feats, texts, ys, cfg, device, maps) -> tuple[float, dict]:
+    probs = predict_proba(net, feats, texts, cfg.max_frames, device)
+    metrics = {t: task_metrics(ys[t], probs[t].argmax(1), maps[t]) for t in cfg.tasks}
+    f1s = [m["macro_f1"] for m in metrics.values() if m]
+    return (float(np.mean(f1s)) if f1s else float("nan")), metrics
+
+
+def fit(
+    cfg: TrainConfig,
+    seed: int,
+    maps: dict[str, list[str]],
+    train: tuple[list | None, list[str], dict[str, np.ndarray]],
+    val: tuple[list | None, list[str], dict[str, np.ndarray]] | None,
+    audio_dim: int | None,
+    vocab: Vocab | None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Adam, batches of cfg.batch_size, early stopping on validation macro-F1 (mean over tasks)."""
+    device = pick_device(cfg.device)
+    set_seed(seed)
+    rng = np.random.default_rng(seed)
+    feats, texts, ys = train
+    ys = {t: ys[t] for t in cfg.tasks}
+    net = MultiTaskNet(cfg.model, {t: len(maps[t]) for t in cfg.tasks}, audio_dim, vocab, cfg.max_tokens).to(device)
+    weights = {t: inverse_frequency(ys[t], len(maps[t])) for t in cfg.tasks} if cfg.class_weights else None
+    loss_fn = MultiTaskLoss(cfg.tasks, cfg.loss, {"style": cfg.lambda_style, "emotion": cfg.lambda_emotion}, weights).to(device)
+    params = [p for p in list(net.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(texts)
+    sample_p = None
+    if cfg.oversample:  # minority oversampling: each clip drawn ∝ mean over its known tasks of 1/class count
+        w = np.zeros(n)
+        for t in cfg.tasks:
+            y = ys[t]
+            counts = np.bincount(y[y >= 0], minlength=len(maps[t])).astype(float)
+            w += np.where(y >= 0, 1.0 / np.maximum(counts[np.clip(y, 0, None)], 1), 0.0)
+        sample_p = w / w.sum()
+    result = FitResult(net)
+    best_state, stale, t_total = None, 0, 0.0
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        order = rng.choice(n, size=n, replace=True, p=sample_p) if sample_p is not None else rng.permutation(n)
+        losses = []
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            if len(idx) < 2 and n > 2:
+                continue  # a lone example would upset batch normalization
+            b = make_batch(feats, texts, ys, idx, cfg.max_frames, device, rng)
+            loss, _ = loss_fn(net(b.audio, b.mask, b.texts), b.targets)
+            if not loss.requires_grad:
+                continue
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+        t_total += time.perf_counter() - t0
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan")}
+        if val is not None and len(val[1]):
+            score, _ = _score(net, val[0], val[1], val[2], cfg, device, maps)
+            record["val_macro_f1"] = score
+        else:
+            score = -record["train_loss"]
+        if np.isnan(score):
+            score = -record["train_loss"]
+        result.history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if score > result.best_score + 1e-9:
+            result.best_score, result.best_epoch, stale = score, epoch, 0
+            best_state = copy.deepcopy(net.state_dict())
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    result.seconds_per_epoch = t_total / max(1, len(result.history))
+    return result
+
+
+@dataclass
+class RunResult:
+    config: TrainConfig
+    split: SingerSplit
+    maps: dict[str, list[str]]
+    per_seed: list[dict]  # seed → {task: metrics}
+    summary: dict  # task → mean ± std over seeds
+    best: FitResult
+    best_seed: int
+    vocab: Vocab | None
+    audio_dim: int | None
+    feature: str
+    norm_ref: tuple[np.ndarray, np.ndarray] | None
+    test_examples: list[Example]
+    test_probs: dict[str, np.ndarray]
+    feature_stats: FeatureStats
+    histories: dict[int, list[dict]]
+    seconds_per_epoch: float
+    test_feats: list | None = None
+    train_examples: list[Example] = field(default_factory=list)
+    controls: dict = field(default_factory=dict)
+
+
+class _Bar:
+    """A Rich progress bar, or nothing when quiet."""
+
+    def __init__(self, enabled: bool):
+        self.progress = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+    def __enter__(self):
+        if self.progress:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.__exit__(*exc)
+
+    def task(self, description: str, total: int):
+        if not self.progress:
+            return lambda *_a, **_k: None
+        tid = self.progress.add_task(description, total=total)
+        return lambda *_a, **_k: self.progress.advance(tid)
+
+
+def prepare_inputs(examples, cfg: TrainConfig, dataset=None, stats=None, on_clip=None):
+    """Raw audio features for the examples (None for a lyrics-only model)."""
+    if "audio" not in cfg.model.encoder:
+        return None
+    device = str(pick_device(cfg.device))
+    return clip_features(examples, feature_name(cfg.model.audio_encoder, cfg.model.whisper_model), dataset, on_clip, device, stats)
+
+
+def needs_vocab(cfg: TrainConfig) -> bool:
+    return "lyrics" in cfg.model.encoder and cfg.model.lyrics_encoder in ("textcnn", "transformer")
+
+
+def train_run(dataset: Dataset | str, cfg: TrainConfig | None = None, progress: bool = True, examples: list[Example] | None = None) -> RunResult:
+    """Train cfg.seeds networks on one singer-wise split; evaluate each on the held-out test singers."""
+    cfg = (cfg or TrainConfig()).validate()
+    ds = dataset if isinstance(dataset, Dataset) or dataset is None else Dataset(dataset)
+    examples = examples if examples is not None else load_examples(ds, cfg.tasks)
+    maps = label_maps(examples, cfg.tasks)
+    by_singer: dict[str, list] = {}
+    for e in examples:
+        by_singer.setdefault(e.singer, []).append(e.labels.get(cfg.tasks[0]))
+    split = singer_split(by_singer, cfg.split, cfg.split_seed, cfg.test_singers)
+    parts = {name: [e for e in examples if e.singer in getattr(split, name)] for name in ("train", "validation", "test")}
+    check_examples(parts)
+    if not parts["test"]:
+        raise ValueError("the singer-wise split has no test clips")
+    stats = FeatureStats()
+    with _Bar(progress) as bar:
+        raw = prepare_inputs(examples, cfg, ds, stats, bar.task("features", len(examples)) if "audio" in cfg.model.encoder else None)
+        index = {e.clip_id: i for i, e in enumerate(examples)}
+        norm_ref = None
+        feats_of = {}
+        if raw is not None:
+            train_raw = [raw[index[e.clip_id]] for e in parts["train"]]
+            _, norm_ref = normalize_features(train_raw, [], "global")
+            normed, _ = normalize_features(raw, [e.singer for e in examples], cfg.feature_norm, norm_ref)
+            feats_of = {e.clip_id: normed[index[e.clip_id]] for e in examples}
+        audio_dim = raw[0].shape[1] if raw is not None else None
+        vocab = Vocab.build([e.transcript for e in parts["train"]]) if needs_vocab(cfg) else None
+
+        def pack(exs):
+            f = [feats_of[e.clip_id] for e in exs] if raw is not None else None
+            return f, [e.transcript for e in exs], encode_labels(exs, maps)
+
+        train_p, val_p, test_p = pack(parts["train"]), pack(parts["validation"]), pack(parts["test"])
+        per_seed, histories, fits = [], {}, {}
+        for seed in cfg.seeds:
+            tick = bar.task(f"seed {seed}: epochs", cfg.epochs)
+            res = fit(cfg, seed, maps, train_p, val_p if val_p[1] else None, audio_dim, vocab, on_epoch=tick)
+            probs = predict_proba(res.net, test_p[0], test_p[1], cfg.max_frames, pick_device(cfg.device))
+            per_seed.append({"seed": seed} | {t: task_metrics(test_p[2][t], probs[t].argmax(1), maps[t]) for t in cfg.tasks})
+            histories[seed] = res.history
+            fits[seed] = (res, probs)
+    best_seed = max(fits, key=lambda s: (fits[s][0].best_score, -s))
+    best, probs = fits[best_seed]
+    return RunResult(
+        config=cfg, split=split, maps=maps, per_seed=per_seed, summary=aggregate(per_seed, cfg.tasks), best=best,
+        best_seed=best_seed, vocab=vocab, audio_dim=audio_dim, feature=feature_name(cfg.model.audio_encoder, cfg.model.whisper_model),
+        norm_ref=norm_ref, test_examples=parts["test"], test_probs=probs, feature_stats=stats, histories=histories,
+        seconds_per_epoch=float(np.mean([fits[s][0].seconds_per_epoch for s in fits])),
+        test_feats=test_p[0], train_examples=parts["train"],
+    )

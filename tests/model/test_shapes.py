@@ -1,0 +1,73 @@
+"""Every encoder and interaction variant: forward shapes and gradients reaching the encoder."""
+
+import pytest
+import torch
+
+from model.config import ModelConfig
+from model.net import MultiTaskNet
+from model.text import Vocab
+
+TEXTS = ["la la love you", "我知道风里有诗句", "", "ombra mai fu"]
+N_CLASSES = {"style": 2, "emotion": 6}
+
+
+def _batch(dim=20, t=30):
+    audio = torch.randn(4, t, dim)
+    mask = torch.ones(4, t, dtype=torch.bool)
+    mask[1, 20:] = False  # a shorter clip, padded
+    return audio, mask
+
+
+def _check(net, audio, mask, texts=TEXTS):
+    logits, extras = net(audio, mask, texts, return_extras=True)
+    assert {k: tuple(v.shape) for k, v in logits.items()} == {"style": (4, 2), "emotion": (4, 6)}
+    assert all(torch.isfinite(v).all() for v in logits.values())
+    (logits["style"].sum() + logits["emotion"].sum()).backward()
+    grads = [p.grad for n, p in net.named_parameters() if n.startswith("encoder.") and p.requires_grad]
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
+    return extras
+
+
+@pytest.mark.parametrize("variant", ["shared", "concat", "oneway", "coattn"])
+@pytest.mark.parametrize("audio_encoder", ["cnn", "transformer", "whisper"])
+def test_audio_encoders_times_variants(variant, audio_encoder):
+    cfg = ModelConfig(encoder="audio", audio_encoder=audio_encoder, variant=variant, d_model=16, layers=1, heads=2)
+    dim = 512 if audio_encoder == "whisper" else 20
+    net = MultiTaskNet(cfg, N_CLASSES, dim, None)
+    audio, mask = _batch(dim)
+    extras = _check(net, audio, mask)
+    if variant in ("oneway", "coattn"):
+        att = extras["style_to_emotion"]
+        assert att.shape == (4, 30, 30)
+        assert torch.allclose(att.sum(-1), torch.ones(4, 30), atol=1e-5)
+        assert att[1, :, 20:].abs().max() == 0  # padding is never attended to
+    if variant == "coattn":
+        assert "emotion_to_style" in extras
+
+
+@pytest.mark.parametrize("lyrics", ["textcnn", "transformer"])
+@pytest.mark.parametrize("encoder", ["lyrics", "audio+lyrics"])
+def test_scratch_lyrics_encoders(lyrics, encoder):
+    vocab = Vocab.build(TEXTS)
+    cfg = ModelConfig(encoder=encoder, lyrics_encoder=lyrics, d_model=16, layers=1, heads=2)
+    net = MultiTaskNet(cfg, N_CLASSES, 20, vocab)
+    _check(net, *_batch())
+
+
+def test_cls_pooling():
+    net = MultiTaskNet(ModelConfig(encoder="audio", pool="cls", d_model=16, layers=1, heads=2), N_CLASSES, 20, None)
+    _check(net, *_batch())
+
+
+@pytest.mark.parametrize("which", ["minilm", "gpt2", "t5"])
+def test_pretrained_lyrics_encoders_by_path(which, tiny_checkpoints):
+    path = "minilm" if which == "minilm" else tiny_checkpoints[which]
+    for freeze in (True, False):
+        cfg = ModelConfig(encoder="audio+lyrics", lyrics_encoder=path, d_model=16, layers=1, heads=2, freeze_pretrained=freeze)
+        net = MultiTaskNet(cfg, N_CLASSES, 20, None)
+        _check(net, *_batch())
+        backbone_grads = [p.grad for p in net.encoder.lyrics.backbone.parameters()]
+        if freeze:
+            assert all(g is None for g in backbone_grads)
+        else:
+            assert any(g is not None and g.abs().sum() > 0 for g in backbone_grads)

@@ -1,0 +1,136 @@
+"""Small real runs on real clips: learning happens, runs save and load, predictions match."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from model.checkpoint import CheckpointError, load_run
+from model.data import Example, load_examples
+from model.evaluate import task_metrics
+from model.predict import predict_examples
+from model.runs import train_and_save
+from model.train import train_run
+from pipeline.audio import decode_audio_bytes, load_audio, write_audio
+from tests.model.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def saved(gt_small, tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    cfg = tiny_config(epochs=15, patience=15)
+    folder, run, metrics = train_and_save(gt_small, cfg, models, "tiny", progress=False)
+    return folder, run, metrics
+
+
+def test_learning_happens_on_training_singers(saved, gt_small):
+    folder, run, _ = saved
+    losses = [h["train_loss"] for h in run.histories[0]]
+    assert losses[-1] < 0.8 * losses[0], losses
+    model = load_run(folder)
+    train = run.train_examples
+    rows = predict_examples(model, train)
+    for task in ("style", "emotion"):
+        classes = model.maps[task]
+        y = np.asarray([classes.index(e.labels[task]) for e in train])
+        pred = np.asarray([classes.index(r[task]) for r in rows])
+        m = task_metrics(y, pred, classes)
+        assert m["accuracy"] > m["majority_rate"], (task, m)
+
+
+def test_run_folder_is_complete_and_honest(saved):
+    folder, run, metrics = saved
+    for name in ("model.safetensors", "config.json", "labels.json", "metrics.json", "report.md", "plots/training.png", "plots/confusion_style.png", "plots/attention_0.png"):
+        assert (folder / name).exists(), name
+    saved_metrics = json.loads((folder / "metrics.json").read_text())
+    test_singers = set(saved_metrics["split"]["test"])
+    assert test_singers and not test_singers & set(saved_metrics["split"]["train"])
+    assert {e.singer for e in run.test_examples} == test_singers
+    for task in ("style", "emotion"):
+        s = saved_metrics["summary"][task]
+        assert 0 <= s["accuracy"]["mean"] <= 1 and 0 < s["majority_rate"] <= 1
+    report = (folder / "report.md").read_text()
+    assert "majority-class rate" in report and "language alone" in report.lower()
+
+
+def test_save_load_gives_the_same_predictions(saved):
+    folder, run, _ = saved
+    model = load_run(folder)
+    rows = predict_examples(model, run.test_examples)
+    for task in ("style", "emotion"):
+        probs = np.asarray([[r[f"p_{task}_{c}"] for c in model.maps[task]] for r in rows])
+        np.testing.assert_allclose(probs, run.test_probs[task], atol=1e-5)
+
+
+def test_same_seed_same_result(gt_small):
+    cfg = tiny_config(epochs=3)
+    a = train_run(gt_small, cfg, progress=False)
+    b = train_run(gt_small, cfg, progress=False)
+    assert a.per_seed == b.per_seed
+    np.testing.assert_allclose(a.test_probs["style"], b.test_probs["style"])
+
+
+def test_label_maps_that_differ_are_refused(saved):
+    folder, run, _ = saved
+    model = load_run(folder)
+    odd = Example("x", "someone", run.test_examples[0].audio_flac, labels={"style": "jazz", "emotion": "happy"})
+    with pytest.raises(CheckpointError, match=r"style classes \['bel canto', 'pop'\] but the data has \['jazz'\]"):
+        model.check_labels([odd])
+
+
+def test_not_a_run_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
+        load_run(tmp_path)
+
+
+def test_masked_style_trains_both_heads_on_mixed_data(mixed_small):
+    cfg = tiny_config(epochs=4, split=(0.34, 0.33, 0.33))
+    run = train_run(mixed_small, cfg, progress=False)
+    assert run.maps == {"style": ["bel canto", "pop"], "emotion": ["happy", "sad"]}
+    assert any(e.labels["style"] is None for e in run.train_examples + run.test_examples)
+    assert all(np.isfinite(h["train_loss"]) for h in run.histories[0])
+
+
+def test_lyrics_model_with_scratch_transformer(gt_small, tmp_path):
+    cfg = tiny_config(epochs=2, model={"encoder": "audio+lyrics", "lyrics_encoder": "transformer"})
+    folder, run, _ = train_and_save(gt_small, cfg, tmp_path, "lyr", progress=False)
+    model = load_run(folder)
+    assert model.vocab is not None and len(model.vocab) > 3
+    rows = predict_examples(model, run.test_examples)
+    got = np.asarray([[r[f"p_style_{c}"] for c in model.maps["style"]] for r in rows])
+    np.testing.assert_allclose(got, run.test_probs["style"], atol=1e-5)
+
+
+def test_predict_a_capture_format_wav(saved, tmp_path):
+    """A take as `cantolab capture` writes it (48 kHz / 24-bit mono WAV), through the CLI."""
+    from flows.cli import app
+
+    folder, run, _ = saved
+    samples, rate = decode_audio_bytes(run.test_examples[0].audio_flac)
+    wav = tmp_path / "take-001.wav"
+    write_audio(wav, samples, rate, "PCM_24")
+    assert load_audio(wav).subtype == "PCM_24"
+    out = tmp_path / "pred.json"
+    result = CliRunner().invoke(app, ["predict", str(wav), "--model", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert len(rows) == 1 and rows[0]["style"] in ("bel canto", "pop") and rows[0]["emotion"] in ("happy", "sad")
+    assert abs(rows[0]["p_style_pop"] + rows[0]["p_style_bel canto"] - 1) < 1e-5
+    bad = CliRunner().invoke(app, ["predict", str(wav), "--model", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a model run folder" in bad.output
+
+
+def test_cli_train_writes_a_run(gt_small, tmp_path):
+    from flows.cli import app
+
+    cfg = tiny_config(epochs=2).to_dict()
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    args = ["train", "--dataset", gt_small.root, "--config", str(tmp_path / "cfg.json"), "--models-dir", str(tmp_path / "models"), "--run", "cli", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "models" / "cli" / "report.md").exists() and "majority rate" in result.output
+    bad = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "empty"), "--quiet"])
+    assert bad.exit_code == 2 and "clips table is empty" in bad.output
+    bad = CliRunner().invoke(app, args[:-3] + ["--variant", "nonsense", "--quiet"])
+    assert bad.exit_code == 2 and "model.variant='nonsense'" in bad.output
