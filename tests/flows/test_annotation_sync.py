@@ -1,0 +1,96 @@
+"""The annotation sync as a real Prefect flow run and through the CLI, against the real Label Studio:
+`annotate setup` from a roster, the flow, `annotate sync`, `annotate report`, and `serve` finding it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from annotation.labeling import choice_result
+from annotation.settings import read_secrets
+from annotation.sync import export_tasks
+from pipeline.dataset import Dataset
+from tests.annotation.ls_fixtures import build_clip_dataset, real_server
+
+PREFIX = "Flow"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, gtsinger):
+    server = real_server()
+    root = tmp_path_factory.mktemp("flow")
+    roster = root / "roster.toml"
+    roster.write_text('annotators = ["flow-a@example.org", "flow-b@example.org"]\nadjudicator = "flow-j@example.org"\n')
+    (root / "settings.toml").write_text(f'[annotation]\nproject_prefix = "{PREFIX}"\n')
+    token, _ = server.credentials()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CANTOLAB_LS_URL", server.url)
+    mp.setenv("CANTOLAB_LS_TOKEN", token)
+    mp.setenv("CANTOLAB_LS_DOCUMENT_ROOT", str(server.document_root))
+    mp.setenv("CANTOLAB_ROSTER", str(roster))
+    mp.setenv("CANTOLAB_LS_SECRETS", str(root / "secrets.json"))
+    ds = Dataset(root / "dataset")
+    clips = build_clip_dataset(ds, gtsinger, 3, offset=20)
+    yield {"root": root, "ds": ds, "clips": clips, "settings": str(root / "settings.toml"), "token": token}
+    mp.undo()
+
+
+def test_setup_flow_cli_sync_and_report(env, prefect_harness):
+    from annotation.client import connect, find_projects
+    from annotation.settings import AnnotationSettings, load_roster
+    from flows.annotation_sync import annotation_sync_flow
+    from flows.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["annotate", "setup", "--settings", env["settings"]])
+    assert res.exit_code == 0, res.output
+    secrets = read_secrets()
+    assert set(secrets["user_tokens"]) == {"flow-a@example.org", "flow-b@example.org", "flow-j@example.org"}
+    assert env["token"] not in res.output and all(t not in res.output for t in secrets["user_tokens"].values())
+
+    report = annotation_sync_flow(dataset=str(env["ds"].root), settings_path=env["settings"])
+    assert report["clips"] == 3 and sum(report["tasks_created"].values()) == 6
+
+    settings = AnnotationSettings.load(env["settings"])
+    roster = load_roster(env["root"] / "roster.toml")
+    service = connect(settings, env["token"])
+    projects = find_projects(service, settings, roster)
+    for a, pid in projects.first.items():
+        client = connect(settings, secrets["user_tokens"][a])
+        for t in export_tasks(service, pid):
+            client.annotations.create(id=t["id"], result=[choice_result("style", "Bel canto"), choice_result("emotion", "happy")])
+
+    res = runner.invoke(app, ["annotate", "sync", str(env["ds"].root), "--settings", env["settings"]])
+    assert res.exit_code == 0, res.output
+    labels = env["ds"].to_pandas("labels")
+    assert len(labels) == 3 and set(labels.resolution) == {"agreed"} and set(labels["style"]) == {"Bel canto"}
+
+    out = env["root"] / "report"
+    res = runner.invoke(app, ["annotate", "report", str(env["ds"].root), "--out", str(out), "--bootstrap", "200"])
+    assert res.exit_code == 0, res.output
+    assert (out / "agreement.md").exists() and (out / "confusion_style.png").exists()
+
+    again = annotation_sync_flow(dataset=str(env["ds"].root), settings_path=env["settings"])
+    assert again["annotations"] == {"inserted": 0, "updated": 0, "unchanged": 6}
+    assert sum(again["tasks_created"].values()) == 0 and again["labels"]["inserted"] == 0
+
+
+def test_serve_schedules_the_annotation_sync():
+    from flows.serve import SCHEDULED, find_flow
+
+    spec = next(s for s in SCHEDULED if s.name == "annotation-sync")
+    flow = find_flow(spec)
+    assert flow is not None and flow.name == "annotation-sync"
+
+
+def test_sync_without_a_token_says_how_to_get_one(tmp_path, monkeypatch):
+    from flows.cli import app
+
+    monkeypatch.delenv("CANTOLAB_LS_TOKEN", raising=False)
+    monkeypatch.setenv("CANTOLAB_LS_SECRETS", str(tmp_path / "none.json"))
+    monkeypatch.setenv("CANTOLAB_LS_DOCUMENT_ROOT", str(tmp_path))
+    res = CliRunner().invoke(app, ["annotate", "sync", str(tmp_path / "ds")])
+    assert res.exit_code == 1
+    assert "CANTOLAB_LS_TOKEN" in res.output
