@@ -80,7 +80,8 @@ def main() -> dict:
                    "--song", "long take", "--device", "virtual", "--seconds", str(seconds),
                    "--recordings", str(tmp / "REC"), "--min-free-minutes", "1"]  # fmt: skip
             t0 = time.monotonic()
-            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            log = tmp / "recorder.log"  # a file, not a pipe: nothing the recorder prints can block it
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log.open("wb"), stderr=subprocess.STDOUT)
             samples = []  # (t, cpu, rss, hwm) once the take is running
             while proc.poll() is None:
                 if list((tmp / "REC").glob("bench/*.json")):
@@ -88,7 +89,7 @@ def main() -> dict:
                     if s:
                         samples.append((time.monotonic() - t0, *s))
                 time.sleep(1.0)
-            out = proc.stdout.read().decode(errors="replace")
+            out = log.read_text(errors="replace")
             wall = time.monotonic() - t0
         finally:
             server.stop()

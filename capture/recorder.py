@@ -57,6 +57,9 @@ class TakeRequest:
     flush_seconds: float = 1.0
     queue_seconds: float = 20.0  # how much audio the queue holds while the disk stalls
     blocksize: int = 1024
+    # The recorder does not monitor, so a long input buffer costs nothing and rides out moments
+    # when the machine is busy (PortAudio's suggested input latency, in seconds).
+    latency: float = 0.5
     checkpoint_seconds: float = 5.0  # manifest counters refreshed this often during the take
 
 
@@ -104,7 +107,6 @@ class Recorder:
         self.frames_lost = 0
         self.error: str = ""
         self.end_reason = ""
-        self.stop_event = threading.Event()
         self.done_event = threading.Event()
         self._clips_seen = 0
         self._offered = 0  # frames the callback has seen during the take
@@ -169,6 +171,7 @@ class Recorder:
                 samplerate=SAMPLE_RATE,
                 dtype="int32",
                 blocksize=req.blocksize,
+                latency=req.latency,
                 callback=self._callback,
             )
             self._t0 = time.monotonic()
@@ -182,6 +185,7 @@ class Recorder:
                 result.wav_path.unlink(missing_ok=True)
                 result.manifest_path.unlink(missing_ok=True)
             raise CaptureError(f"{self.device.label()}: {self.error}") from exc
+        write_manifest(manifest_path(wav), self.manifest)  # the start time of the audio itself
         return self.manifest
 
     # -- realtime side ---------------------------------------------------------------------------
