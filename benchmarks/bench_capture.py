@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,7 @@ def main() -> dict:
         tmp = Path(tmp)
         infile = vd.write_f32_infile(tmp / "source.f32", source)
         config = vd.write_alsa_config(tmp, infile, paced=True)
-        server = vd.start_jackd(f"cantolab-bench-{uuid.uuid4().hex[:8]}", RATE)
+        server = vd.start_jackd("cantolab-capture-bench", RATE)
         try:
             env = {k: v for k, v in os.environ.items() if not k.startswith("JACK_")}
             env.update(server.env, ALSA_CONFIG_PATH=str(config), PYTHONPATH=str(REPO))

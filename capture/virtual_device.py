@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +91,16 @@ def jackd_available() -> bool:
 
 
 def start_jackd(name: str, rate: int = 48_000, period: int = 1024, log: Path | None = None) -> JackServer:
-    """Start a dummy-driver JACK server and wait until clients can connect."""
-    out = open(log, "wb") if log else subprocess.DEVNULL
+    """Start a dummy-driver JACK server and wait until clients can connect.
+
+    Use a fixed `name` per purpose: JACK's shared registry holds few servers and only frees the
+    slot of a dead server when a server of the same name starts again.
+    """
+    if log is None:
+        fd, name_ = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+        os.close(fd)
+        log = Path(name_)
+    out = open(log, "wb")
     proc = subprocess.Popen(
         ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period), "-C", "2", "-P", "2"],
         stdout=out,
@@ -102,7 +111,8 @@ def start_jackd(name: str, rate: int = 48_000, period: int = 1024, log: Path | N
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"jackd exited with {proc.returncode}" + (f"; see {log}" if log else ""))
+            tail = Path(log).read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"jackd exited with {proc.returncode}; its log ({log}) ends:\n{tail}")
         probe = subprocess.run(
             ["jack_lsp"] if shutil.which("jack_lsp") else ["true"],
             env={**os.environ, **server.env},

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +82,7 @@ def null_device(tmp_path, studio_source) -> Device:
 def jack48():
     if not vd.jackd_available():
         pytest.skip("jackd or the ALSA JACK plugin (Debian jackd2, libasound2-plugins) is not installed")
-    server = vd.start_jackd(f"cantolab-test-{uuid.uuid4().hex[:8]}", 48_000)
+    server = vd.start_jackd("cantolab-capture-test48", 48_000)
     yield server
     server.stop()
 
