@@ -81,12 +81,13 @@ def main() -> dict:
             t0 = time.monotonic()
             log = tmp / "recorder.log"  # a file, not a pipe: nothing the recorder prints can block it
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-            samples = []  # (t, cpu, rss, hwm) once the take is running
+            samples = []  # (t, cpu, rss, hwm, frames on disk) once the take is running
             while proc.poll() is None:
-                if list((tmp / "REC").glob("bench/*.json")):
+                wavs = list((tmp / "REC").glob("bench/*.wav"))
+                if wavs:
                     s = _proc_sample(proc.pid)
                     if s:
-                        samples.append((time.monotonic() - t0, *s))
+                        samples.append((time.monotonic() - t0, *s, max(0, wavs[0].stat().st_size - 44) // 3))
                 time.sleep(1.0)
             out = log.read_text(errors="replace")
             wall = time.monotonic() - t0
@@ -106,6 +107,9 @@ def main() -> dict:
     cpu = np.array([s[1] for s in steady])
     rss = np.array([s[2] for s in steady], dtype=np.float64)
     growth = float(np.polyfit(t / 60.0, rss / 2**20, 1)[0]) if t.size >= 3 else float("nan")
+    on_disk = np.array([s[4] for s in steady], dtype=np.float64)
+    # Audio seconds written per wall second mid-take: 1.0 when the device clock runs in real time.
+    pace = float((on_disk[-2] - on_disk[0]) / RATE / (t[-2] - t[0])) if t.size >= 3 else float("nan")
     result = {
         "command": "make bench  (or: .venv/bin/python -m benchmarks capture)",
         "device": "ALSA file PCM → JACK plugin → jackd --no-realtime -d dummy -r 48000 -p 1024 (paced, float32 infile)",
@@ -119,6 +123,7 @@ def main() -> dict:
         "max_error_lsb_24bit": int(off.max()) if n else None,
         "status": manifest["status"],
         "wall_seconds": round(wall, 2),
+        "audio_seconds_per_wall_second": round(pace, 4),
         "recorder_cpu_share": round(float((cpu[-1] - cpu[0]) / (t[-1] - t[0])), 4) if t.size >= 2 else None,
         "recorder_cpu_share_note": "CPU seconds / wall seconds of the recorder process while recording (1.0 = one core)",
         "recorder_peak_rss_mib": round(max(s[3] for s in samples) / 2**20, 1) if samples else None,
