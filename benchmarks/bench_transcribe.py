@@ -5,7 +5,7 @@ from manifests): each backend's real-time factor (compute seconds per audio seco
 size, same threads, clips interleaved so both see the same machine load) and error rates against
 the reference lyrics by language (WER for space-separated languages, CER for all; ZH/JA/KO by
 CER only). Then end-to-end ingest throughput: the Prefect ingest flow over the same clips into a
-fresh dataset, hours of audio per wall-clock hour on this machine.
+fresh dataset (first 40 clips; CANTOLAB_BENCH_INGEST_CLIPS), hours of audio per wall-clock hour.
 CANTOLAB_BENCH_LIMIT=N uses the first N clips (quick look); the figures quoted use all.
 """
 
@@ -46,6 +46,7 @@ def _transcribe_all(rows) -> dict:
             per[backend]["compute_s"] += spent
             per[backend]["pairs"][row["language"]].append((result.text, row["lyrics"]))
             per[backend]["clips"].append({"path": row["path"], "seconds": spent, "text": result.text})
+        print(f"  [{i + 1}/{len(rows)}] {row['path']}: " + ", ".join(f"{b} {per[b]['clips'][-1]['seconds']:.1f}s" for b in BACKENDS), flush=True)
     out = {}
     for backend in BACKENDS:
         pairs = per[backend]["pairs"]
@@ -107,7 +108,7 @@ def main() -> dict:
         "speedup_faster_over_openai": round(speedup, 2),
         "faster_at_least_3x": speedup >= 3.0,
         "faster_error_not_worse": backends["faster-whisper"]["cer_all"] <= backends["openai-whisper"]["cer_all"] + 1e-9,
-        "ingest": _ingest_throughput(rows),
+        "ingest": _ingest_throughput(rows[: int(os.environ.get("CANTOLAB_BENCH_INGEST_CLIPS", "40"))]),
     }
     return write_result("transcribe", result)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,20 @@ def _whisper_model_class():
     from faster_whisper import WhisperModel
 
     class CollectingWhisperModel(WhisperModel):
-        """Hands each window's encoder output to a collector; decoding is unchanged."""
+        """Hands each window's encoder output to a collector; decoding is unchanged.
 
-        collector: EncoderFrameCollector | None = None
+        The collector is per thread: one loaded model serves concurrent transcriptions.
+        """
+
+        _local = threading.local()
+
+        @property
+        def collector(self) -> EncoderFrameCollector | None:
+            return getattr(self._local, "collector", None)
+
+        @collector.setter
+        def collector(self, value: EncoderFrameCollector | None) -> None:
+            self._local.collector = value
 
         def generate_segments(self, features, *args, **kwargs):
             if self.collector is not None and self.collector.full_mel is None:
