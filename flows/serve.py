@@ -26,7 +26,7 @@ class Scheduled:
 SCHEDULED = (
     Scheduled("ingest", "flows.ingest", ("ingest_flow",)),
     Scheduled("annotation-sync", "flows.annotation_sync", ("annotation_sync_flow", "sync_flow", "annotate_flow")),
-    Scheduled("retrain", "flows.train", ("retrain_flow", "train_flow")),
+    Scheduled("retrain", "flows.retrain", ("retrain_flow",)),
 )
 
 

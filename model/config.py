@@ -55,6 +55,7 @@ class TrainConfig:
     max_tokens: int = 48
     weight_decay: float = 0.0
     device: str = "auto"  # auto = cuda when present, else cpu
+    threads: int = 1  # CPU threads; 1 is many times faster than 2 for these small models on a busy 2-core machine
 
     def validate(self) -> "TrainConfig":
         m = self.model

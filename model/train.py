@@ -112,6 +112,8 @@ def fit(
 ) -> FitResult:
     """Adam, batches of cfg.batch_size, early stopping on validation macro-F1 (mean over tasks)."""
     device = pick_device(cfg.device)
+    if device.type == "cpu" and cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     set_seed(seed)
     rng = np.random.default_rng(seed)
     feats, texts, ys = train
