@@ -15,6 +15,7 @@ import numpy as np
 from pipeline import __version__
 from pipeline.audio import AudioClip, encode_flac, load_audio
 from pipeline.config import AudioConfig, PreprocessConfig
+from pipeline.dataset.schemas import TAKES
 from pipeline.ids import clip_id
 from pipeline.preprocess import Processed, db, preprocess, to_whisper_input
 
@@ -44,6 +45,14 @@ def prepare_take(
     )
 
 
+def _parse_time(value):
+    """Manifests carry ISO 8601 text ('…Z'); the table stores UTC timestamps."""
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return value
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -65,9 +74,11 @@ def take_record(take_id: str, prepared: PreparedTake, manifest: dict) -> dict:
         "recovered": False,
         "source_path": clip.source_path,
     }
+    measured = {"frames", "seconds", "sha256", "subtype", "channels", "sample_rate"}
     for key, value in manifest.items():
-        if value is not None and key not in ("frames", "seconds", "sha256", "subtype", "channels", "sample_rate"):
-            row[key] = value
+        # Capture's own bookkeeping (status, end_reason…) stays in the manifest file, not the table.
+        if value is not None and key in TAKES.names and key not in measured:
+            row[key] = _parse_time(value) if key == "started_at" else value
     row.update(
         dc_offset=stats["dc_offset"],
         gain_db=stats["gain_db"],
