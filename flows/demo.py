@@ -39,36 +39,67 @@ def demo_recordings() -> tuple[list[dict], str]:
 
 
 def step_ingest(dataset_root: Path) -> Dataset:
-    """Foundation version: load, check and preprocess every recording, keep it whole as one clip."""
+    """The real ingest flow over the reference recordings (GTSinger by default) with the bundled
+    `base` model; their labels come in as `imported`. Prints transcription quality vs the lyrics.
+
+    CANTOLAB_DEMO_SETS=gtsinger,ravdess_song adds RAVDESS (790 clips, ~15 min more on 2 cores);
+    CANTOLAB_DEMO_MODEL picks another model (name or path).
+    """
+    import csv
+    from collections import defaultdict
+
+    from rich.table import Table
+
+    from flows.commands.ingest import print_report
+    from flows.ingest import PROGRESS_LISTENERS, ingest_flow, quiet_run_logs
+    from pipeline.ingest import EMOTIONS
+    from pipeline.transcribe.quality import corpus_rates
+
+    quiet_run_logs()
     rows, source = demo_recordings()
-    ds = Dataset(dataset_root)
-    takes, clips, labels, failed = [], [], [], 0
+    wanted = set(os.environ.get("CANTOLAB_DEMO_SETS", "gtsinger").split(","))
+    rows = [r for r in rows if r.get("session") in wanted or not r.get("session")]
+    root = os.path.commonpath([os.path.dirname(r["abs_path"]) for r in rows])
+    emotions = tuple(dict.fromkeys([*EMOTIONS, *(str(r["emotion"]).lower() for r in rows if isinstance(r.get("emotion"), str))]))
+    settings = {"model": os.environ.get("CANTOLAB_DEMO_MODEL", "base"), "emotions": emotions}
+    import_csv = dataset_root.parent / "import.csv"
+    import_csv.parent.mkdir(parents=True, exist_ok=True)
+    fields = ["path", "session", "singer", "song", "language", "style", "emotion"]
+    with open(import_csv, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            clean = {k: (v if isinstance(v, str) else None) for k, v in r.items()}
+            writer.writerow({**{k: clean.get(k) for k in fields}, "path": os.path.relpath(r["abs_path"], root)})
+    console.print(f"ingesting {len(rows)} recordings of {source} ({', '.join(sorted(wanted))}) with Whisper {settings['model']}")
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"preprocessing {source}", total=len(rows))
-        for row in rows:
-            try:
-                prepared = prepare_take(row["abs_path"])
-            except AudioError as exc:
-                add_reject(ds, "preprocess", row["abs_path"], exc.problem)
-                failed += 1
-                progress.advance(task)
-                continue
-            take_id = take_id_for_content(prepared.clip.sha256)
-            manifest = {"session": row.get("session"), "singer": row.get("singer"), "song": row.get("song"), "language": row.get("language")}
-            takes.append(take_record(take_id, prepared, manifest))
-            clip = whole_clip_record(take_id, prepared, row.get("session"), row.get("singer"))
-            clips.append(clip)
-            if row.get("style") or row.get("emotion"):
-                style = row.get("style") if isinstance(row.get("style"), str) else None
-                labels.append({"clip_id": clip["clip_id"], "style": style, "emotion": row.get("emotion"), "resolution": "imported", "annotators": []})
-            progress.advance(task)
-    results = {name: ds.upsert(name, rows_) for name, rows_ in (("takes", takes), ("clips", clips), ("labels", labels))}
-    for name, r in results.items():
-        console.print(f"{name}: {r.inserted} new, {r.updated} updated, {r.unchanged} unchanged")
-    if failed:
-        console.print(f"[yellow]{failed} recording(s) rejected; see the rejects table[/]")
-    return ds
+        bar = progress.add_task("ingest flow", total=len(rows))
+        listener = lambda _result: progress.advance(bar)  # noqa: E731
+        PROGRESS_LISTENERS.append(listener)
+        try:
+            report = ingest_flow(root, str(dataset_root), str(import_csv), settings)
+        finally:
+            PROGRESS_LISTENERS.remove(listener)
+    print_report(report)
+
+    by_path = {str(Path(r["abs_path"]).resolve()): r for r in rows}
+    pairs: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for take in report["takes"]:
+        row = by_path.get(take["source"])
+        if row is not None and isinstance(row.get("lyrics"), str):
+            pairs[str(row.get("language") or "EN")].append((" ".join(take["transcripts"]), row["lyrics"]))
+    if pairs:
+        table = Table(title=f"Transcription quality vs reference lyrics (Whisper {settings['model']}; corpus-level)")
+        for col in ("language", "clips", "WER", "CER"):
+            table.add_column(col, justify="right" if col != "language" else "left")
+        for lang, p in sorted(pairs.items()):
+            rates = corpus_rates(p, lang)
+            table.add_row(lang, str(len(p)), "—" if rates["wer"] is None else f"{rates['wer']:.3f}", f"{rates['cer']:.3f}")
+        everything = corpus_rates([x for p in pairs.values() for x in p], "zh")
+        table.add_row("all (CER, spaces removed)", str(sum(map(len, pairs.values()))), "", f"{everything['cer']:.3f}")
+        console.print(table)
+    return Dataset(dataset_root)
 
 
 def step_info(ds: Dataset) -> None:

@@ -45,6 +45,14 @@ _GATES: dict[int, threading.BoundedSemaphore] = {}
 _GATES_LOCK = threading.Lock()
 
 
+def quiet_run_logs() -> None:
+    """Progress bars instead of a log line per task run (the runs stay in the Prefect UI)."""
+    import logging
+
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def transcription_gate(limit: int) -> threading.BoundedSemaphore:
     with _GATES_LOCK:
         return _GATES.setdefault(limit, threading.BoundedSemaphore(limit))

@@ -67,7 +67,12 @@ def ingest(
     Re-running is safe: finished takes come from the cache and nothing is duplicated; files that cannot
     be processed go to the `rejects` table (see `cantolab dataset rejects`).
     """
-    from flows.ingest import PROGRESS_LISTENERS, ingest_flow, model_identity
+    import logging
+
+    from flows.ingest import PROGRESS_LISTENERS, ingest_flow, model_identity, quiet_run_logs
+
+    if logging.getLogger().level > logging.DEBUG:  # `cantolab -v ingest` keeps Prefect's run logs
+        quiet_run_logs()
     from pipeline.ingest import IngestSettings, discover_takes
 
     settings = _settings(model, backend, language, beam_size, word_timestamps, vad, condition_on_previous_text, min_clip, max_clip, features, threads, normalize)
