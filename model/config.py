@@ -51,7 +51,8 @@ class TrainConfig:
     class_weights: bool = False
     oversample: bool = False
     feature_norm: str = "global"  # global | singer (per-singer standardization) | clip
-    max_frames: int = 256  # audio frames per example (25 per second); longer clips are cropped
+    max_frames: int = 256  # audio frames per training example (25 per second); longer clips are randomly cropped
+    eval_max_frames: int = 750  # frames seen at evaluation and prediction (centre crop; 750 = 30 s)
     max_tokens: int = 48
     weight_decay: float = 0.0
     device: str = "auto"  # auto = cuda when present, else cpu

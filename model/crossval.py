@@ -68,7 +68,7 @@ def crossval(
         audio_dim = raw_feats[0].shape[1] if raw_feats is not None else None
         for seed in cfg.seeds:
             res = fit(cfg, seed, maps, pack(idx["train"]), pack(idx["val"]) if idx["val"] else None, audio_dim, vocab)
-            p = predict_proba(res.net, *pack(idx["test"])[:2], cfg.max_frames, device)
+            p = predict_proba(res.net, *pack(idx["test"])[:2], cfg.eval_max_frames, device)
             for t in cfg.tasks:
                 probs[seed][t][idx["test"]] = p[t]
             epoch_secs.append(res.seconds_per_epoch)

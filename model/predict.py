@@ -49,7 +49,7 @@ def predict_examples(model: LoadedModel, examples: list[Example], dataset=None) 
     if model.feature:
         raw = clip_features(examples, model.feature, dataset, device=str(device))
         feats, _ = normalize_features(raw, [e.singer for e in examples], cfg.feature_norm, model.norm_ref)
-    probs = predict_proba(model.net, feats, [e.transcript for e in examples], cfg.max_frames, device)
+    probs = predict_proba(model.net, feats, [e.transcript for e in examples], cfg.eval_max_frames, device)
     rows = []
     for i, e in enumerate(examples):
         row = {"clip_id": e.clip_id}

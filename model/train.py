@@ -94,7 +94,7 @@ def predict_proba(net: MultiTaskNet, feats, texts, max_frames: int, device, batc
 
 
 def _score(net, feats, texts, ys, cfg, device, maps) -> tuple[float, dict]:
-    probs = predict_proba(net, feats, texts, cfg.max_frames, device)
+    probs = predict_proba(net, feats, texts, cfg.eval_max_frames, device)
     metrics = {t: task_metrics(ys[t], probs[t].argmax(1), maps[t]) for t in cfg.tasks}
     f1s = [m["macro_f1"] for m in metrics.values() if m]
     return (float(np.mean(f1s)) if f1s else float("nan")), metrics
@@ -275,7 +275,7 @@ def train_run(dataset: Dataset | str, cfg: TrainConfig | None = None, progress: 
         for seed in cfg.seeds:
             tick = bar.task(f"seed {seed}: epochs", cfg.epochs)
             res = fit(cfg, seed, maps, train_p, val_p if val_p[1] else None, audio_dim, vocab, on_epoch=tick)
-            probs = predict_proba(res.net, test_p[0], test_p[1], cfg.max_frames, pick_device(cfg.device))
+            probs = predict_proba(res.net, test_p[0], test_p[1], cfg.eval_max_frames, pick_device(cfg.device))
             per_seed.append({"seed": seed} | {t: task_metrics(test_p[2][t], probs[t].argmax(1), maps[t]) for t in cfg.tasks})
             histories[seed] = res.history
             fits[seed] = (res, probs)
