@@ -207,15 +207,6 @@ class TakeRows:
     seconds: float
 
 
-def _parse_time(value):
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return value
-
-
 def process_take(source: TakeSource, sha256: str, settings: IngestSettings = IngestSettings(), gate=None) -> TakeRows:
     """Validate → preprocess → transcribe → clips. Raises AudioError/ValueError for bad input.
 
@@ -225,8 +216,6 @@ def process_take(source: TakeSource, sha256: str, settings: IngestSettings = Ing
     take_id = take_id_of(source, sha256)
     manifest = dict(source.manifest)
     manifest.pop("take_id", None)
-    if "started_at" in manifest:
-        manifest["started_at"] = _parse_time(manifest["started_at"])
     for key in ("peak_dbfs",):
         if key in manifest:
             manifest[key] = float(manifest[key])
