@@ -181,6 +181,9 @@ def ensure_users(
         r.raise_for_status()
         entry["token"] = r.json()["token"]
         out[email] = entry
+    if invite is not None:
+        # The invite link's token shows up in the server's access log; retire it once used.
+        requests.post(f"{settings.url}/api/invite/reset-token", headers={"Authorization": f"Token {service_token}"}, timeout=30)
     return out
 
 

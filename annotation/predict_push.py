@@ -47,9 +47,10 @@ def push_predictions(client: LabelStudio, project_ids: list[int], preds: list[Pr
     ordered = order_by_uncertainty(preds)
     for pid in project_ids:
         tasks = {t["data"].get("clip_id"): t for t in export_tasks(client, pid)}
+        done = {(x.task, x.model_version) for x in client.predictions.list(project=pid)}
         for p in ordered:
             task = tasks.get(p.clip_id)
-            if task is None or any(x.get("model_version") == model_version for x in task.get("predictions") or []):
+            if task is None or (task["id"], model_version) in done:
                 continue  # clip not in this project, or already pushed for this model version
             client.predictions.create(task=task["id"], result=p.result(), score=p.confidence, model_version=model_version)
             created += 1

@@ -18,16 +18,18 @@ server_app = typer.Typer(help="A local Label Studio (from .venv-labelstudio); pr
 annotate_app.add_typer(server_app, name="server")
 
 HOME_OPT = typer.Option(None, "--home", help="Server home (data/, media/, log); default ~/.local/share/cantolab/labelstudio or CANTOLAB_LS_HOME.")
-PORT_OPT = typer.Option(8080, "--port", "-p", help="Loopback port.")
+PORT_OPT = typer.Option(None, "--port", "-p", help="Loopback port (start: default 8080; stop/status: the one recorded at start).")
 SETTINGS_OPT = typer.Option(None, "--settings", help="TOML with an [annotation] table: styles, emotions, url, project_prefix.")
 ROSTER_OPT = typer.Option(None, "--roster", help="roster.toml: annotators = [...], adjudicator = \"...\" (default CANTOLAB_ROSTER or ~/.config/cantolab/roster.toml).")
 ROOT_OPT = typer.Option(None, "--document-root", help="The server's LOCAL_FILES_DOCUMENT_ROOT (default: recorded by `server start`).")
 
 
-def _server(home: Path | None, port: int):
+def _server(home: Path | None, port: int | None):
     from annotation.server import DEFAULT_HOME, LocalServer
 
-    return LocalServer(home=Path(home) if home else DEFAULT_HOME, port=port)
+    srv = LocalServer(home=Path(home) if home else DEFAULT_HOME)
+    srv.port = port or srv.read_state().get("port") or 8080
+    return srv
 
 
 def _fail(exc: Exception) -> None:
@@ -63,9 +65,6 @@ def server_stop(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
 def server_status(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
     """Is the local server running and answering?"""
     st = _server(home, port).status()
-    if st["running"]:
-        port = json.loads(Path(st["log"]).with_name("server.json").read_text()).get("port", port)
-        st = _server(home, port).status()
     for k, v in st.items():
         console.print(f"{k}: {v}")
     if not st["healthy"]:

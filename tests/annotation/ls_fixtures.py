@@ -122,4 +122,5 @@ def make_workflow(server: LocalServer, root: Path, prefix: str, clips_from, n_cl
 
 @pytest.fixture(scope="session")
 def workflow(ls_server, gtsinger, tmp_path_factory):
-    return make_workflow(ls_server, tmp_path_factory.mktemp("wf"), "Main", gtsinger, 6)
+    """Projects and clips shared by tests that only need synced tasks (browser, predictions)."""
+    return make_workflow(ls_server, tmp_path_factory.mktemp("wf"), "Shared", gtsinger, 4, offset=30)

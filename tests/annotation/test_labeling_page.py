@@ -35,9 +35,9 @@ def browser():
 def test_annotator_page_has_audio_and_both_choice_groups(workflow, browser):
     wf = workflow
     run_sync(wf.dataset, wf.service, wf.settings, wf.roster, wf.projects, wf.document_root)
-    annotator = wf.roster.annotators[0]
-    pid = wf.projects.first[annotator]
-    task = next(t for t in export_tasks(wf.service, pid) if t["data"]["clip_id"] != "clip-not-in-dataset")
+    annotator, pid, task = next(
+        (a, pid, t[0]) for a, pid in wf.projects.first.items() if (t := export_tasks(wf.service, pid))
+    )
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     media = []
     page.on("response", lambda r: media.append(r.status) if "/data/local-files/" in r.url else None)

@@ -10,6 +10,7 @@ from annotation.agreement import cohen_kappa
 from annotation.labeling import choice_result
 from annotation.resolve import first_round_pairs
 from annotation.sync import export_tasks, run_sync
+from tests.annotation.ls_fixtures import make_workflow
 
 STYLE = {"pop": "Pop", "bel canto": "Bel canto"}
 
@@ -32,9 +33,9 @@ def _other(labels: tuple[str, ...], value: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def labeled(workflow):
+def labeled(ls_server, gtsinger, tmp_path_factory):
     """First sync, then every assigned annotator labels through the API with their own token."""
-    wf = workflow
+    wf = make_workflow(ls_server, tmp_path_factory.mktemp("main"), "Main", gtsinger, 6)
     first = _sync(wf)
     by_clip = _tasks_by_clip(wf)
     styles, emotions = wf.settings.labels.styles, wf.settings.labels.emotions
@@ -165,3 +166,11 @@ def test_kappa_on_synced_pairs_equals_scikit_learn(labeled):
     for field, labels in wf.settings.labels.field_values().items():
         a, b = [p.a[field] for p in pairs], [p.b[field] for p in pairs]
         assert cohen_kappa(a, b, labels) == pytest.approx(cohen_kappa_score(a, b, labels=list(labels)), abs=1e-12)
+
+
+def test_no_token_or_password_in_the_server_log(labeled):
+    wf, *_ = labeled
+    log = wf.server.log_file.read_text(errors="replace")
+    token, password = wf.server.credentials()
+    secrets = [token, password] + [v for u in wf.users.values() for v in u.values()]
+    assert all(s not in log for s in secrets)
