@@ -110,7 +110,9 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
     lines = [
         f"# Training report: {folder.name}",
         "",
-        f"Encoder `{cfg.model.encoder}` (audio `{cfg.model.audio_encoder}`, lyrics `{cfg.model.lyrics_encoder}`), "
+        f"Encoder `{cfg.model.encoder}` ("
+        + ", ".join(([f"audio `{cfg.model.audio_encoder}`"] if "audio" in cfg.model.encoder else []) + ([f"lyrics `{cfg.model.lyrics_encoder}`"] if "lyrics" in cfg.model.encoder else []))
+        + "), "
         f"interaction `{cfg.model.variant}`, tasks {', '.join(cfg.tasks)}, loss `{cfg.loss}`, feature normalization "
         f"`{cfg.feature_norm}`{' (per singer, no labels used)' if cfg.feature_norm == 'singer' else ''}.",
         "",
