@@ -1,9 +1,9 @@
 """Talking to Label Studio: the SDK client, users from the roster and the workflow's projects.
 
 Open-source Label Studio has no per-project membership, no task routing to exactly N people and no
-review step, so the workflow is built from plain projects (see annotation/README section in the
-report): one first-round project per annotator, plus one adjudication project. Projects are found
-by title, so `setup` is idempotent and needs no local state.
+review step, so the workflow is built from plain projects (README, "For annotators"): one
+first-round project per annotator, plus one adjudication project. Projects are found by title, so
+`setup` is idempotent and needs no local state.
 """
 
 from __future__ import annotations

@@ -37,6 +37,17 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+def _unreachable(exc: Exception, url: str) -> bool:
+    """Print a clear message (no traceback) when Label Studio is not answering."""
+    from annotation.client import is_unavailable
+
+    if not is_unavailable(exc):
+        return False
+    console.print(f"[red]error:[/] Label Studio at {url} is not answering ({type(exc).__name__}); "
+                  "start it with `cantolab annotate server start` or set CANTOLAB_LS_URL")
+    return True
+
+
 @server_app.command("start")
 def server_start(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
     """Start Label Studio on 127.0.0.1 and record its URL, token and document root in the secrets file."""
@@ -84,6 +95,10 @@ def setup(settings: Path = SETTINGS_OPT, roster: Path = ROSTER_OPT, document_roo
         users = ensure_users(ws.client, ws.settings, ws.roster, ws.token, read_secrets().get("users", {}))
     except (SettingsError, LookupError) as exc:
         _fail(exc)
+    except Exception as exc:
+        if _unreachable(exc, ws.settings.url if "ws" in locals() else "the configured URL"):
+            raise typer.Exit(2)
+        raise
     path = write_secrets({"users": users, "user_tokens": {e: u["token"] for e, u in users.items()}})
     table = Table(title="Label Studio projects")
     table.add_column("project")
@@ -120,6 +135,10 @@ def sync(
         raise typer.Exit(2)
     except (SettingsError, LookupError) as exc:
         _fail(exc)
+    except Exception as exc:
+        if _unreachable(exc, ws.settings.url if "ws" in locals() else "the configured URL"):
+            raise typer.Exit(2)
+        raise
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
         return

@@ -94,3 +94,16 @@ def test_sync_without_a_token_says_how_to_get_one(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["annotate", "sync", str(tmp_path / "ds")])
     assert res.exit_code == 1
     assert "CANTOLAB_LS_TOKEN" in res.output
+
+
+def test_server_status_and_unreachable_server(env, tmp_path, monkeypatch):
+    from annotation.server import free_port
+    from flows.cli import app
+
+    server = real_server()
+    res = CliRunner().invoke(app, ["annotate", "server", "status", "--home", str(server.home)])
+    assert res.exit_code == 0, res.output
+    assert "healthy: True" in res.output and str(server.pid()) in res.output
+    monkeypatch.setenv("CANTOLAB_LS_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens there
+    res = CliRunner().invoke(app, ["annotate", "sync", str(env["ds"].root), "--settings", env["settings"]])
+    assert res.exit_code == 2 and "not answering" in res.output
