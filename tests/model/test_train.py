@@ -137,3 +137,14 @@ def test_cli_train_writes_a_run(gt_small, tmp_path):
     assert bad.exit_code == 2 and "clips table is empty" in bad.output
     bad = CliRunner().invoke(app, args[:-3] + ["--variant", "nonsense", "--quiet"])
     assert bad.exit_code == 2 and "model.variant='nonsense'" in bad.output
+
+
+def test_imbalance_options_and_uncertainty_loss_train(gt_small):
+    """Class weights, minority oversampling and learned uncertainty weighting all run to a finite loss."""
+    examples = load_examples(gt_small)
+    cfg = tiny_config(epochs=3, class_weights=True, oversample=True, loss="uncertainty")
+    maps = label_maps(examples, cfg.tasks)
+    ys = encode_labels(examples, maps)
+    feats, _ = normalize_features(clip_features(examples), [], "global")
+    result = fit(cfg, 0, maps, (feats, [""] * len(examples), ys), None, feats[0].shape[1], None)
+    assert len(result.history) == 3 and all(np.isfinite(h["train_loss"]) for h in result.history)
