@@ -146,7 +146,7 @@ def sync(
         f"clips {report.clips}; tasks created {sum(report.tasks_created.values())}; annotations {report.annotations}; "
         f"labels {report.labels} (agreed {report.agreed}, adjudicated {report.adjudicated}); "
         f"adjudication tasks +{report.adjudication_created}; awaiting adjudication {report.pending_adjudication}; "
-        f"waiting for a second label {report.incomplete}"
+        f"waiting for a second label {report.incomplete}; imported labels kept {report.kept_imported}"
     )
     for p in report.problems:
         console.print(f"[yellow]left out[/] {p.source}: {p.reason} ({p.details})")
@@ -166,8 +166,13 @@ def report(
 
     rep = compute(Dataset(dataset), AnnotationSettings.load(settings).labels, n_boot=n_boot)
     path = write_report(rep, out)
+    if rep.n_pairs == 0:
+        console.print("no clip has two first-round labels yet: kappa is undefined until annotators have labeled")
     for f, fa in rep.fields.items():
-        console.print(f"{f}: kappa {fa.kappa:.3f} [{fa.ci95[0]:.3f}, {fa.ci95[1]:.3f}], observed {fa.observed:.3f} (n={fa.n})")
+        console.print(
+            f"{f}: kappa {fa.kappa:.3f} (95% CI {fa.ci95[0]:.3f} to {fa.ci95[1]:.3f}), observed agreement {fa.observed:.3f}, n={fa.n}",
+            markup=False,
+        )
     console.print(f"report: {path}")
 
 
