@@ -226,6 +226,9 @@ def table(result: dict) -> list[str]:
         w = g["whisper_base_coattn"]
         lines.append(f"GTSinger whisper-base coattn: style acc {fmt(w['style']['accuracy'])} F1 {fmt(w['style']['macro_f1'])}; emotion acc {fmt(w['emotion']['accuracy'])}; "
                      f"whisper mean+LR style {g['baseline_whisper_mean_logreg']['style']['accuracy']:.3f}")
+    for name, v in g.get("imbalance", {}).items():
+        lines.append(f"GTSinger imbalance {name}: style rare-class recall {fmt(v['style']['rare_class_recall'])}, "
+                     f"emotion rare-class recall {fmt(v['emotion']['rare_class_recall'])}, style acc {fmt(v['style']['accuracy'])}")
     for name, v in result["gtsinger"]["variants_audio_only"].items():
         parts = [f"{t} acc {fmt(m['accuracy'])} F1 {fmt(m['macro_f1'])} (maj {m['majority_rate']:.3f})" for t, m in v.items()]
         lines.append(f"GTSinger {name}: " + "; ".join(parts))
