@@ -186,6 +186,10 @@ def discover_takes(root: str | Path, import_csv: str | Path | None = None, setti
             except ValueError as exc:
                 problems.append(SourceProblem("discover", str(manifest_path), f"unreadable take manifest: {exc}"))
                 continue
+            if raw.get("status") == "recording":
+                # Being recorded now, or its recorder died: ingesting it would freeze a partial take.
+                problems.append(SourceProblem("discover", str(audio.resolve()), "interrupted take (status 'recording'): if no recorder is running, repair it with `cantolab capture recover`"))
+                continue
             manifest = {k: raw[k] for k in MANIFEST_FIELDS if raw.get(k) is not None}
         elif audio.parent != root:
             manifest = {"session": audio.parent.name}
@@ -262,8 +266,8 @@ def write_take(ds: Dataset, rows: TakeRows, source: str | None = None) -> dict[s
         ds.delete("features", [k for k in ds.keys("features") if k[0] in stale_ids])
         ds.delete("labels", [k for k in stale if k in ds.keys("labels")])
     inserted["takes"] = ds.upsert("takes", [rows.take]).inserted
-    if source is not None and ("ingest", source) in ds.keys("rejects"):
-        ds.delete("rejects", [("ingest", source)])  # it was fixed since an earlier run
+    if source is not None:  # fixed (or recovered) since an earlier run: no longer quarantined
+        ds.delete("rejects", [k for k in (("ingest", source), ("discover", source)) if k in ds.keys("rejects")])
     return inserted
 
 
