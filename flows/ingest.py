@@ -212,6 +212,8 @@ def ingest_flow(
         for listener in list(PROGRESS_LISTENERS):
             listener(result)
     report.rejected = len(report.rejects)
+    for table in ("takes", "clips", "features", "labels", "rejects"):
+        ds.compact(table)  # one part per table again, instead of one per take
     logger.info(
         "ingest: %d discovered, %d ingested (%d from cache), %d rejected, %d clips, %d suspected hallucinations",
         report.discovered, report.ingested, report.cached, report.rejected, report.clips, report.suspected_hallucinations,

@@ -213,3 +213,15 @@ def test_rejects_and_summary(tmp_dataset, real_rows):
     assert summary["rows"] == {"takes": 4, "clips": 4, "features": 0, "annotations": 0, "labels": 4, "rejects": 1}
     assert summary["style_x_emotion"] == {"pop × sad": 4}
     assert summary["hours_clips"] == pytest.approx(sum(c["end_s"] for c in clips) / 3600)
+
+
+def test_compact_merges_parts_and_keeps_every_row(tmp_dataset):
+    for i in range(5):
+        tmp_dataset.upsert("labels", _labels(12)[i * 2 : i * 2 + 3])
+    before = sorted(tmp_dataset.read("labels").to_pylist(), key=lambda r: r["clip_id"])
+    assert len(tmp_dataset._parts("labels")) > 1
+    assert tmp_dataset.compact("labels") > 1
+    assert len(tmp_dataset._parts("labels")) == 1
+    assert sorted(tmp_dataset.read("labels").to_pylist(), key=lambda r: r["clip_id"]) == before
+    assert tmp_dataset.compact("labels") == 0
+    assert tmp_dataset.upsert("labels", before).written == 0  # hashes survive compaction
