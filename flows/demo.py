@@ -12,11 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.audio import AudioError
 from pipeline.data import read_labels, shared_data_dir
-from pipeline.dataset import Dataset, add_reject
-from pipeline.ids import take_id_for_content
-from pipeline.records import prepare_take, take_record, whole_clip_record
+from pipeline.dataset import Dataset
 from pipeline.synth import synth_session
 
 console = Console()

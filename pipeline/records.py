@@ -17,7 +17,7 @@ from pipeline.audio import AudioClip, encode_flac, load_audio
 from pipeline.config import AudioConfig, PreprocessConfig
 from pipeline.dataset.schemas import TAKES
 from pipeline.ids import clip_id
-from pipeline.preprocess import Processed, db, preprocess, to_whisper_input
+from pipeline.preprocess import Processed, preprocess, to_whisper_input
 
 
 @dataclass
@@ -104,6 +104,3 @@ def whole_clip_record(take_id: str, prepared: PreparedTake, session: str | None,
         "created_at": _utcnow(),
     }
 
-
-def peak_dbfs(x: np.ndarray) -> float:
-    return db(float(np.abs(x).max())) if x.size else float("-inf")

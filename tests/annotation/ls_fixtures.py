@@ -4,7 +4,6 @@ loopback port with a temporary home, stopped by its PID at exit (also importable
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass

@@ -8,7 +8,6 @@ import textwrap
 from datetime import datetime, timezone
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
