@@ -28,7 +28,7 @@ from model.controls import clip_wise, language_only, leave_language_out
 from model.crossval import crossval, with_overrides
 from model.data import load_examples
 from model.evaluate import fmt, mean_std
-from model.features import LOGMEL, FeatureStats, clip_features, normalize_features, whisper_key
+from model.features import LOGMEL, FeatureStats, clip_features, whisper_key
 from model.splits import singer_folds
 from pipeline.data import read_labels, shared_data_dir
 from pipeline.dataset import Dataset

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict, replace
-from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.config import TrainConfig
-from model.data import Example, DataError
+from model.data import Example
 from model.net import MultiTaskNet
 from model.text import Vocab
 

@@ -3,7 +3,6 @@ heard them; validation singers (for early stopping) come from the training side 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
