@@ -1,7 +1,8 @@
 """Model predictions → Label Studio pre-annotations, most uncertain clips first.
 
-The model issue provides the predictions; this takes them as plain rows
-{clip_id, style_probs: {label: p}, emotion_probs: {label: p}} so any model (or a file) can fill it.
+Predictions come in as plain rows {clip_id, style_probs: {label: p}, emotion_probs: {label: p}}, from
+a model run (the CLI calls `model.predict.predict_clips`; annotation itself never imports the model)
+or from a file.
 Uncertainty is 1 − the mean of the two top probabilities; the prediction's `score` is that
 confidence, and a Data Manager tab "Most uncertain first" orders tasks by it, ascending, so
 "Label all tasks" from that tab serves the least certain clips first.
@@ -63,15 +64,3 @@ def _ensure_uncertainty_view(client: LabelStudio, project_id: int) -> None:
         return
     client.views.create(project=project_id, data={"title": VIEW_TITLE, "ordering": ["tasks:predictions_score"]})
 
-
-def predictions_from_model(model_path: str, clip_ids: list[str], dataset) -> list[Prediction]:
-    """The hook the model issue fills: `model.predict.predict_clips(model_path, dataset, clip_ids)`
-    returning rows with clip_id, style_probs, emotion_probs."""
-    try:
-        from model.predict import predict_clips  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise RuntimeError(
-            "model predictions are not available yet (model.predict.predict_clips is missing); "
-            "pass --predictions FILE.json with rows {clip_id, style_probs, emotion_probs} instead"
-        ) from exc
-    return [Prediction(r["clip_id"], dict(r["style_probs"]), dict(r["emotion_probs"])) for r in predict_clips(model_path, dataset, clip_ids)]

@@ -13,7 +13,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_STYLES = ("Pop", "Bel canto")
+# Label values are the dataset's vocabulary: lowercase, as imported labels and the model use them
+# (a "Pop" from Label Studio and a "pop" from an import must never become two classes).
+DEFAULT_STYLES = ("pop", "bel canto")
 DEFAULT_EMOTIONS = ("happy", "sad", "mixed")
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -26,6 +28,10 @@ class SettingsError(ValueError):
 class LabelSets:
     styles: tuple[str, ...] = DEFAULT_STYLES
     emotions: tuple[str, ...] = DEFAULT_EMOTIONS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "styles", tuple(str(v).strip().lower() for v in self.styles))
+        object.__setattr__(self, "emotions", tuple(str(v).strip().lower() for v in self.emotions))
 
     def field_values(self) -> dict[str, tuple[str, ...]]:
         return {"style": self.styles, "emotion": self.emotions}

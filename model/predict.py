@@ -10,6 +10,7 @@ from model.checkpoint import LoadedModel, load_run
 from model.data import Example
 from model.features import clip_features, normalize_features
 from model.train import pick_device, predict_proba
+from pipeline.dataset import Dataset
 from pipeline.records import prepare_take
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -65,3 +66,26 @@ def predict_examples(model: LoadedModel, examples: list[Example], dataset=None) 
 def predict_paths(run: str | Path, target: str | Path, transcript: str = "") -> list[dict]:
     model = load_run(run)
     return predict_examples(model, examples_from_files(audio_files(target), transcript=transcript))
+
+
+def predict_clips(run: str | Path, dataset: Dataset | str, clip_ids: list[str] | None = None) -> list[dict]:
+    """Per dataset clip (all, or those named): clip_id and `<task>_probs` {class: probability}.
+
+    The shape a pre-annotation push or any other consumer needs, independent of training labels.
+    """
+    model = load_run(run)
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    wanted = set(clip_ids) if clip_ids is not None else None
+    examples = [
+        Example(clip_id=r["clip_id"], singer=r["singer"] or "unknown", audio_flac=r["audio_flac"],
+                transcript=r["transcript"] or "", language=r["language"])
+        for r in ds.read("clips", ["clip_id", "singer", "audio_flac", "transcript", "language"]).to_pylist()
+        if wanted is None or r["clip_id"] in wanted
+    ]  # fmt: skip
+    if not examples:
+        return []
+    rows = predict_examples(model, examples, ds)
+    return [
+        {"clip_id": r["clip_id"], **{f"{t}_probs": {c: r[f"p_{t}_{c}"] for c in classes} for t, classes in model.maps.items()}}
+        for r in rows
+    ]

@@ -178,7 +178,7 @@ def report(
 
 @annotate_app.command("predict-push")
 def predict_push(
-    model: str = typer.Argument(..., help="Model checkpoint to predict with (needs the model issue's predict hook)."),
+    model: str = typer.Argument(..., help="Model run folder (models/<run>) to predict every clip with."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder with the clips."),
     predictions: Path = typer.Option(None, "--predictions", help="JSON list of {clip_id, style_probs, emotion_probs} instead of running MODEL."),
     settings: Path = SETTINGS_OPT,
@@ -186,7 +186,7 @@ def predict_push(
     document_root: Path = ROOT_OPT,
 ) -> None:
     """Push predictions as pre-annotations to the first-round projects, most uncertain clips first."""
-    from annotation.predict_push import Prediction, predictions_from_model, push_predictions
+    from annotation.predict_push import Prediction, push_predictions
     from annotation.workspace import open_workspace
     from pipeline.dataset import Dataset
 
@@ -197,8 +197,17 @@ def predict_push(
             rows = json.loads(Path(predictions).read_text())
             preds = [Prediction(r["clip_id"], r["style_probs"], r["emotion_probs"]) for r in rows]
         else:
-            preds = predictions_from_model(model, sorted(k[0] for k in ds.keys("clips")), ds)
-    except (RuntimeError, KeyError, json.JSONDecodeError) as exc:
+            from model.checkpoint import CheckpointError
+            from model.predict import predict_clips
+
+            try:
+                rows = predict_clips(model, ds)
+            except CheckpointError as exc:
+                raise RuntimeError(str(exc)) from None
+            preds = [Prediction(r["clip_id"], r["style_probs"], r["emotion_probs"]) for r in rows]
+    except KeyError as exc:
+        _fail(RuntimeError(f"predictions lack {exc.args[0]}: pre-annotations need both style and emotion probabilities"))
+    except (RuntimeError, json.JSONDecodeError) as exc:
         _fail(exc)
     n = push_predictions(ws.client, list(ws.projects().first.values()), preds, model_version=Path(model).name)
     console.print(f"pushed {n} pre-annotations; open the tab 'Most uncertain first' in each project")

@@ -63,17 +63,17 @@ def test_resolve_agreed_adjudicated_pending_incomplete():
     now = datetime.now(timezone.utc)
     ann = _annotations(
         [
-            ("c1", "a@x", "first", "Pop", "sad"), ("c1", "b@x", "first", "Pop", "sad"),
-            ("c2", "a@x", "first", "Pop", "sad"), ("c2", "b@x", "first", "Bel canto", "sad"),
-            ("c2", "j@x", "adjudication", "Bel canto", "mixed"),
-            ("c3", "b@x", "first", "Pop", "happy"), ("c3", "c@x", "first", "Pop", "sad"),
-            ("c4", "a@x", "first", "Pop", "happy"),
+            ("c1", "a@x", "first", "pop", "sad"), ("c1", "b@x", "first", "pop", "sad"),
+            ("c2", "a@x", "first", "pop", "sad"), ("c2", "b@x", "first", "bel canto", "sad"),
+            ("c2", "j@x", "adjudication", "bel canto", "mixed"),
+            ("c3", "b@x", "first", "pop", "happy"), ("c3", "c@x", "first", "pop", "sad"),
+            ("c4", "a@x", "first", "pop", "happy"),
         ]
     )
     res = resolve(ann, now)
     by = {l["clip_id"]: l for l in res.labels}
     assert by["c1"]["resolution"] == "agreed" and by["c1"]["annotators"] == ["a@x", "b@x"]
-    assert (by["c2"]["style"], by["c2"]["emotion"], by["c2"]["resolution"]) == ("Bel canto", "mixed", "adjudicated")
+    assert (by["c2"]["style"], by["c2"]["emotion"], by["c2"]["resolution"]) == ("bel canto", "mixed", "adjudicated")
     assert res.pending == ["c3"] and res.incomplete == ["c4"]
     assert [p.clip_id for p in res.to_adjudicate] == ["c2", "c3"]
 
@@ -83,20 +83,20 @@ def test_per_pair_kappa_and_cooccurrence():
     pairs = []
     for i in range(120):
         raters = [("a@x", "b@x"), ("a@x", "c@x"), ("b@x", "c@x")][i % 3]
-        s = str(rng.choice(["Pop", "Bel canto"]))
-        s2 = s if rng.random() < 0.8 else ("Pop" if s == "Bel canto" else "Bel canto")
+        s = str(rng.choice(["pop", "bel canto"]))
+        s2 = s if rng.random() < 0.8 else ("pop" if s == "bel canto" else "bel canto")
         pairs.append(Pair(f"c{i}", raters, {"style": s, "emotion": "sad"}, {"style": s2, "emotion": "sad"}))
-    fa = field_agreement(pairs, "style", ("Pop", "Bel canto"), n_boot=500)
+    fa = field_agreement(pairs, "style", ("pop", "bel canto"), n_boot=500)
     for raters, v in fa.by_pair.items():
         sub = [p for p in pairs if p.raters == raters]
         ref = cohen_kappa_score([p.a["style"] for p in sub], [p.b["style"] for p in sub])
         assert v["kappa"] == pytest.approx(ref, abs=1e-12) and v["n"] == 40
-    labels = pd.DataFrame({"style": ["Pop", "Pop", "Bel canto", "Pop"], "emotion": ["sad", "happy", "sad", "sad"]})
-    co = cooccurrence(labels, ("Pop", "Bel canto"), ("happy", "sad", "mixed"))
-    assert co["counts"].loc["Pop", "sad"] == 2
-    assert co["p_emotion_given_style"].loc["Pop", "sad"] == pytest.approx(2 / 3)
-    assert co["p_style_given_emotion"].loc["Bel canto", "sad"] == pytest.approx(1 / 3)
-    assert np.isnan(co["p_style_given_emotion"].loc["Pop", "mixed"])  # no clip is mixed: undefined, not 0
+    labels = pd.DataFrame({"style": ["pop", "pop", "bel canto", "pop"], "emotion": ["sad", "happy", "sad", "sad"]})
+    co = cooccurrence(labels, ("pop", "bel canto"), ("happy", "sad", "mixed"))
+    assert co["counts"].loc["pop", "sad"] == 2
+    assert co["p_emotion_given_style"].loc["pop", "sad"] == pytest.approx(2 / 3)
+    assert co["p_style_given_emotion"].loc["bel canto", "sad"] == pytest.approx(1 / 3)
+    assert np.isnan(co["p_style_given_emotion"].loc["pop", "mixed"])  # no clip is mixed: undefined, not 0
 
 
 def test_report_writes_markdown_and_heatmaps(tmp_dataset, tmp_path):
@@ -104,7 +104,7 @@ def test_report_writes_markdown_and_heatmaps(tmp_dataset, tmp_path):
     rows = []
     rng = np.random.default_rng(0)
     for i in range(30):
-        s, e = str(rng.choice(["Pop", "Bel canto"])), str(rng.choice(LABELS))
+        s, e = str(rng.choice(["pop", "bel canto"])), str(rng.choice(LABELS))
         e2 = e if i % 4 else str(rng.choice(LABELS))
         rows += [
             {"clip_id": f"c{i}", "annotator": "a@x", "round": "first", "style": s, "emotion": e, "updated_at": now},

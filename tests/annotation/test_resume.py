@@ -72,7 +72,7 @@ def test_server_killed_mid_sync_loses_nothing(kill_wf):
     for i, c in enumerate(wf.clips):
         for j, (a, t) in enumerate(sorted(by_clip[c.clip_id], key=lambda x: x[0])):
             emotion = "mixed" if (i == 0 and j == 1) else "sad"
-            wf.client_for(a).annotations.create(id=t["id"], result=[choice_result("style", "Pop"), choice_result("emotion", emotion)])
+            wf.client_for(a).annotations.create(id=t["id"], result=[choice_result("style", "pop"), choice_result("emotion", emotion)])
 
     with pytest.raises(SyncInterrupted) as err:
         _sync(wf, _killer(wf.server, lambda s: s == "adjudication-push"))

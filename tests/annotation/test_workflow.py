@@ -12,7 +12,7 @@ from annotation.resolve import first_round_pairs
 from annotation.sync import export_tasks, run_sync
 from tests.annotation.ls_fixtures import make_workflow
 
-STYLE = {"pop": "Pop", "bel canto": "Bel canto"}
+STYLE = {"pop": "pop", "bel canto": "bel canto"}
 
 
 def _sync(wf):
@@ -141,8 +141,8 @@ def test_adjudication_decides_disagreements_and_resync_changes_nothing(labeled):
     adj_client = wf.client_for(wf.roster.adjudicator)
     decisions = {}
     for t in export_tasks(wf.service, wf.projects.adjudication):
-        decisions[t["data"]["clip_id"]] = ("Bel canto", "mixed")
-        adj_client.annotations.create(id=t["id"], result=[choice_result("style", "Bel canto"), choice_result("emotion", "mixed")])
+        decisions[t["data"]["clip_id"]] = ("bel canto", "mixed")
+        adj_client.annotations.create(id=t["id"], result=[choice_result("style", "bel canto"), choice_result("emotion", "mixed")])
     rep = _sync(wf)
     assert rep.adjudicated == 2 and rep.pending_adjudication == 0 and rep.labels["inserted"] == 2
     labels = wf.dataset.to_pandas("labels").set_index("clip_id")

@@ -59,12 +59,12 @@ def test_setup_flow_cli_sync_and_report(env, prefect_harness):
     for a, pid in projects.first.items():
         client = connect(settings, secrets["user_tokens"][a])
         for t in export_tasks(service, pid):
-            client.annotations.create(id=t["id"], result=[choice_result("style", "Bel canto"), choice_result("emotion", "happy")])
+            client.annotations.create(id=t["id"], result=[choice_result("style", "bel canto"), choice_result("emotion", "happy")])
 
     res = runner.invoke(app, ["annotate", "sync", str(env["ds"].root), "--settings", env["settings"]])
     assert res.exit_code == 0, res.output
     labels = env["ds"].to_pandas("labels")
-    assert len(labels) == 3 and set(labels.resolution) == {"agreed"} and set(labels["style"]) == {"Bel canto"}
+    assert len(labels) == 3 and set(labels.resolution) == {"agreed"} and set(labels["style"]) == {"bel canto"}
 
     out = env["root"] / "report"
     res = runner.invoke(app, ["annotate", "report", str(env["ds"].root), "--out", str(out), "--bootstrap", "200"])

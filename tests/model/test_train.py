@@ -148,3 +148,20 @@ def test_imbalance_options_and_uncertainty_loss_train(gt_small):
     feats, _ = normalize_features(clip_features(examples), [], "global")
     result = fit(cfg, 0, maps, (feats, [""] * len(examples), ys), None, feats[0].shape[1], None)
     assert len(result.history) == 3 and all(np.isfinite(h["train_loss"]) for h in result.history)
+
+
+def test_predict_clips_gives_probabilities_per_dataset_clip(saved, gt_small):
+    """The rows `cantolab annotate predict-push` sends to Label Studio as pre-annotations."""
+    from model.predict import predict_clips
+
+    folder, run, _ = saved
+    ids = [e.clip_id for e in run.test_examples]
+    rows = predict_clips(folder, gt_small, ids)
+    assert sorted(r["clip_id"] for r in rows) == sorted(ids)
+    by_id = {r["clip_id"]: r for r in rows}
+    model = load_run(folder)
+    for i, e in enumerate(run.test_examples):
+        probs = by_id[e.clip_id]["style_probs"]
+        assert set(probs) == set(model.maps["style"])
+        np.testing.assert_allclose([probs[c] for c in model.maps["style"]], run.test_probs["style"][i], atol=1e-5)
+    assert predict_clips(folder, gt_small, []) == []
