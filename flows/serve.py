@@ -4,7 +4,7 @@
 this process (`prefect.serve`). To scale out, point several machines at the same server: create a
 work pool (`prefect work-pool create cantolab --type process`), start `prefect worker start --pool
 cantolab` on each, and deploy with `--work-pool cantolab`; keep the dataset on shared or object
-storage (any fsspec URL). Flows written by later issues join by existing under the names below.
+storage (any fsspec URL).
 """
 
 from __future__ import annotations
@@ -20,27 +20,19 @@ DEFAULT_CRONS = {"ingest": "0 * * * *", "annotation-sync": "*/30 * * * *", "retr
 class Scheduled:
     name: str
     module: str
-    candidates: tuple[str, ...]  # flow object names tried in order
+    attr: str  # the flow object in that module
 
 
 SCHEDULED = (
-    Scheduled("ingest", "flows.ingest", ("ingest_flow",)),
-    Scheduled("annotation-sync", "flows.annotation_sync", ("annotation_sync_flow", "sync_flow", "annotate_flow")),
-    Scheduled("retrain", "flows.retrain", ("retrain_flow",)),
+    Scheduled("ingest", "flows.ingest", "ingest_flow"),
+    Scheduled("annotation-sync", "flows.annotation_sync", "annotation_sync_flow"),
+    Scheduled("retrain", "flows.retrain", "retrain_flow"),
 )
 
 
 def find_flow(spec: Scheduled):
-    try:
-        module = importlib.import_module(spec.module)
-    except ModuleNotFoundError as exc:
-        if exc.name != spec.module:
-            raise
-        return None
-    for attr in spec.candidates:
-        if hasattr(module, attr):
-            return getattr(module, attr)
-    return None
+    """Imported on demand: `cantolab serve --help` should not pay for torch and Label Studio's SDK."""
+    return getattr(importlib.import_module(spec.module), spec.attr)
 
 
 def build_deployments(
@@ -50,16 +42,13 @@ def build_deployments(
     ingest_settings: dict | None = None,
     import_csv: str | None = None,
     work_pool: str | None = None,
-) -> tuple[list, list[str]]:
-    """RunnerDeployments for the flows that exist, and the names of those not (yet) written."""
+) -> list:
+    """One RunnerDeployment per scheduled flow, each given the parameters its flow accepts."""
     crons = {**DEFAULT_CRONS, **(crons or {})}
     offered = {"recordings": recordings, "dataset": dataset, "settings": ingest_settings, "import_csv": import_csv}
-    deployments, missing = [], []
+    deployments = []
     for spec in SCHEDULED:
         flow = find_flow(spec)
-        if flow is None:
-            missing.append(spec.name)
-            continue
         accepted = inspect.signature(flow.fn).parameters
         params = {k: v for k, v in offered.items() if k in accepted and v is not None}
         options = {"work_pool_name": work_pool} if work_pool else {}
@@ -73,7 +62,7 @@ def build_deployments(
                 **options,
             )
         )
-    return deployments, missing
+    return deployments
 
 
 def serve(deployments: list) -> None:

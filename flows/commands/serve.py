@@ -29,7 +29,7 @@ def serve(
     """
     from flows.serve import build_deployments, serve as serve_deployments
 
-    deployments, missing = build_deployments(
+    deployments = build_deployments(
         recordings, dataset, {"ingest": ingest_cron, "annotation-sync": sync_cron, "retrain": retrain_cron}, {"model": model}
     )
     table = Table(title="cantolab deployments")
@@ -39,8 +39,6 @@ def serve(
         crons = ", ".join(getattr(s.schedule, "cron", str(s.schedule)) for s in (d.schedules or []))
         table.add_row(d.name, d.flow_name, crons, ", ".join(f"{k}={v}" for k, v in d.parameters.items()))
     console.print(table)
-    if missing:
-        console.print(f"[yellow]not yet available (their flows are not written): {', '.join(missing)}[/]")
     if dry_run:
         return
     if not os.environ.get("PREFECT_API_URL"):

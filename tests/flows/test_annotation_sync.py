@@ -81,7 +81,7 @@ def test_serve_schedules_the_annotation_sync():
 
     spec = next(s for s in SCHEDULED if s.name == "annotation-sync")
     flow = find_flow(spec)
-    assert flow is not None and flow.name == "annotation-sync"
+    assert flow.name == "annotation-sync"
 
 
 def test_sync_without_a_token_says_how_to_get_one(tmp_path, monkeypatch):
