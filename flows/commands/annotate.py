@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -37,15 +38,23 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
-def _unreachable(exc: Exception, url: str) -> bool:
-    """Print a clear message (no traceback) when Label Studio is not answering."""
+@contextlib.contextmanager
+def _label_studio_errors(where: dict):
+    """Settings problems exit 1; a Label Studio that is not answering exits 2 with a clear message
+    (no traceback). The body sets where["url"] once it knows which server it talks to."""
     from annotation.client import is_unavailable
+    from annotation.settings import SettingsError
 
-    if not is_unavailable(exc):
-        return False
-    console.print(f"[red]error:[/] Label Studio at {url} is not answering ({type(exc).__name__}); "
-                  "start it with `cantolab annotate server start` or set CANTOLAB_LS_URL")
-    return True
+    try:
+        yield
+    except (SettingsError, LookupError) as exc:
+        _fail(exc)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        console.print(f"[red]error:[/] Label Studio at {where.get('url', 'the configured URL')} is not answering "
+                      f"({type(exc).__name__}); start it with `cantolab annotate server start` or set CANTOLAB_LS_URL")
+        raise typer.Exit(2)
 
 
 @server_app.command("start")
@@ -86,19 +95,15 @@ def server_status(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
 def setup(settings: Path = SETTINGS_OPT, roster: Path = ROSTER_OPT, document_root: Path = ROOT_OPT) -> None:
     """Create the users from the roster, one first-round project per annotator and the adjudication project."""
     from annotation.client import ensure_users, setup_projects
-    from annotation.settings import SettingsError, read_secrets, write_secrets
+    from annotation.settings import read_secrets, write_secrets
     from annotation.workspace import open_workspace
 
-    try:
+    where: dict = {}
+    with _label_studio_errors(where):
         ws = open_workspace(settings, roster, document_root)
+        where["url"] = ws.settings.url
         projects = setup_projects(ws.client, ws.settings, ws.roster, ws.document_root / ws.settings.media_subdir)
         users = ensure_users(ws.client, ws.settings, ws.roster, ws.token, read_secrets().get("users", {}))
-    except (SettingsError, LookupError) as exc:
-        _fail(exc)
-    except Exception as exc:
-        if _unreachable(exc, ws.settings.url if "ws" in locals() else "the configured URL"):
-            raise typer.Exit(2)
-        raise
     path = write_secrets({"users": users, "user_tokens": {e: u["token"] for e, u in users.items()}})
     table = Table(title="Label Studio projects")
     table.add_column("project")
@@ -121,24 +126,20 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="Print the sync report as JSON."),
 ) -> None:
     """One sync now (without Prefect): clips → tasks, annotations → dataset, disagreements → adjudication, labels."""
-    from annotation.settings import SettingsError
     from annotation.sync import SyncInterrupted, run_sync
     from annotation.workspace import open_workspace
     from pipeline.dataset import Dataset
 
+    where: dict = {}
     try:
-        ws = open_workspace(settings, roster, document_root)
-        with console.status("syncing with Label Studio…"):
-            report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root)
+        with _label_studio_errors(where):
+            ws = open_workspace(settings, roster, document_root)
+            where["url"] = ws.settings.url
+            with console.status("syncing with Label Studio…"):
+                report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root)
     except SyncInterrupted as exc:
         console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(2)
-    except (SettingsError, LookupError) as exc:
-        _fail(exc)
-    except Exception as exc:
-        if _unreachable(exc, ws.settings.url if "ws" in locals() else "the configured URL"):
-            raise typer.Exit(2)
-        raise
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
         return
