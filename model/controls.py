@@ -73,3 +73,17 @@ def leave_language_out(examples: list[Example], task: str = "style") -> dict | N
         if r is not None:
             hits.extend(r[0] == r[1])
     return {"task": task, "accuracy": float(np.mean(hits)) if hits else None, "n": len(hits), "languages": langs}
+
+
+def language_folds(examples: list[Example]) -> list[list[str]]:
+    """Singer folds that hold out every singer of one language at a time (by each singer's most
+    frequent language): a model tested this way cannot use the language shortcut."""
+    by_singer: dict[str, dict[str, int]] = {}
+    for e in examples:
+        if e.language:
+            counts = by_singer.setdefault(e.singer, {})
+            counts[e.language] = counts.get(e.language, 0) + 1
+    groups: dict[str, list[str]] = {}
+    for singer, counts in by_singer.items():
+        groups.setdefault(max(sorted(counts), key=counts.get), []).append(singer)
+    return [sorted(groups[lang]) for lang in sorted(groups)]

@@ -1,8 +1,10 @@
 """Leave-singers-out cross-validation: every singer is tested exactly once, by a model that never
-heard them; validation singers (for early stopping) come from the training side of each fold."""
+heard them; validation singers (for early stopping) come from the training side of each fold,
+stratified by the first task so that validation macro-F1 can see every class."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -43,6 +45,7 @@ def crossval(
     singers = [e.singer for e in examples]
     folds = folds or singer_folds(singers, n_folds, cfg.split_seed)
     ys = encode_labels(examples, maps)
+    strata = singer_strata(examples, cfg.tasks[0])
     feats = None
     if raw_feats is not None:
         feats, _ = normalize_features(raw_feats, singers, cfg.feature_norm) if cfg.feature_norm != "global" else (raw_feats, None)
@@ -51,8 +54,7 @@ def crossval(
     epoch_secs, epochs = [], []
     for k, test_singers in enumerate(folds):
         rest = sorted(set(singers) - set(test_singers))
-        rng = np.random.default_rng(1000 + k)
-        val_singers = list(rng.choice(rest, size=min(n_val_singers, max(0, len(rest) - 1)), replace=False))
+        val_singers = validation_singers(rest, strata, min(n_val_singers, max(0, len(rest) - 1)), seed=1000 + k)
         idx = {name: [i for i, s in enumerate(singers) if (s in test_singers if name == "test" else s in val_singers if name == "val" else s not in test_singers and s not in val_singers)] for name in ("train", "val", "test")}
         check_examples({name: [examples[i] for i in ids] for name, ids in idx.items()})
         fold_feats = feats
@@ -76,6 +78,31 @@ def crossval(
                 on_fit()
     per_seed = [{"seed": s} | {t: task_metrics(ys[t], probs[s][t].argmax(1), maps[t]) for t in cfg.tasks} for s in cfg.seeds]
     return CVResult(cfg, folds, per_seed, aggregate(per_seed, cfg.tasks), probs, float(np.mean(epoch_secs)), float(np.mean(epochs)))
+
+
+def singer_strata(examples: list[Example], task: str) -> dict[str, str]:
+    """Each singer's majority label of `task` ("" when unlabelled): what validation is stratified by."""
+    votes: dict[str, Counter] = {}
+    for e in examples:
+        votes.setdefault(e.singer, Counter())[e.labels.get(task) or ""] += 1
+    return {s: c.most_common(1)[0][0] for s, c in votes.items()}
+
+
+def validation_singers(candidates: list[str], strata: dict[str, str], n: int, seed: int) -> list[str]:
+    """n singers for early stopping, taking the strata in turn (rarest first) so that validation
+    macro-F1 sees every class where the data allows: with one style's singers only, early stopping
+    would chase a score that cannot measure the other style."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[str]] = {}
+    for s in rng.permutation(sorted(candidates)).tolist():
+        groups.setdefault(strata.get(s, ""), []).append(s)
+    queues = sorted(groups.values(), key=len)
+    picked: list[str] = []
+    while len(picked) < n and any(queues):
+        for q in queues:
+            if q and len(picked) < n:
+                picked.append(q.pop(0))
+    return picked
 
 
 def with_overrides(cfg: TrainConfig, **model_over) -> TrainConfig:

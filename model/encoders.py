@@ -110,6 +110,9 @@ class PretrainedText(nn.Module):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a local checkpoint loads in milliseconds, once per fold and seed
 
         path = str(path)
         config = AutoConfig.from_pretrained(path, local_files_only=True)
@@ -125,7 +128,9 @@ class PretrainedText(nn.Module):
             self.backbone.requires_grad_(False)
             self.backbone.eval()
         hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or config.n_embd
+        self.hidden = hidden
         self.proj = nn.Linear(hidden, d)
+        self._cache: dict[tuple[int, ...], torch.Tensor] = {}
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -138,9 +143,25 @@ class PretrainedText(nn.Module):
         return enc["input_ids"].to(device), enc["attention_mask"].to(device).bool()
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with torch.set_grad_enabled(not self.freeze and torch.is_grad_enabled()):
-            states = self.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-        return self.proj(states)
+        if self.freeze:
+            return self.proj(self._frozen_states(ids, mask))
+        return self.proj(self.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state)
+
+    @torch.no_grad()
+    def _frozen_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """A frozen backbone gives each token sequence the same states every epoch: run it once per
+        distinct sequence (the backbone was most of a lyrics model's training time)."""
+        keys = [tuple(row[m].tolist()) for row, m in zip(ids, mask)]
+        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        if missing:
+            sel = torch.tensor(missing, device=ids.device)
+            states = self.backbone(input_ids=ids[sel], attention_mask=mask[sel].long()).last_hidden_state
+            for j, i in enumerate(missing):
+                self._cache[keys[i]] = states[j, : len(keys[i])].detach()
+        out = torch.zeros(ids.shape[0], ids.shape[1], self.hidden, device=ids.device)
+        for i, k in enumerate(keys):
+            out[i, mask[i]] = self._cache[k]
+        return out
 
 
 class SharedEncoder(nn.Module):

@@ -71,3 +71,21 @@ def test_pretrained_lyrics_encoders_by_path(which, tiny_checkpoints):
             assert all(g is None for g in backbone_grads)
         else:
             assert any(g is not None and g.abs().sum() > 0 for g in backbone_grads)
+
+
+@pytest.mark.parametrize("which", ["minilm", "gpt2", "t5"])
+def test_frozen_backbone_states_are_reused_and_equal_a_fresh_run(which, tiny_checkpoints):
+    path = "minilm" if which == "minilm" else tiny_checkpoints[which]
+    cfg = ModelConfig(encoder="lyrics", lyrics_encoder=path, d_model=16, layers=1, heads=2, freeze_pretrained=True)
+    lyrics = MultiTaskNet(cfg, N_CLASSES, None, None).encoder.lyrics
+    texts = ["la donna è mobile", "happy birthday to you, happy birthday to you", "sì"]
+    ids, mask = lyrics.tokenize(texts, 48, "cpu")
+    first = lyrics._frozen_states(ids, mask)
+    assert len(lyrics._cache) == 3
+    again = lyrics._frozen_states(ids[[2, 0]], mask[[2, 0]])  # another batch, other padding
+    assert len(lyrics._cache) == 3
+    with torch.no_grad():
+        fresh = lyrics.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+    assert torch.allclose(first[mask], fresh[mask], atol=1e-5)
+    assert torch.allclose(again[0][mask[2]], fresh[2][mask[2]], atol=1e-5)
+    assert not first[~mask].any()

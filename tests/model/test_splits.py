@@ -51,3 +51,18 @@ def test_leave_singers_out_folds_test_every_singer_once():
 def test_too_few_singers_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 3 singers"):
         singer_split({"a": ["pop"], "b": ["bel canto"]})
+
+
+def test_validation_singers_sample_every_style_when_the_data_allows():
+    """With 4 bel canto singers among 16, two random validation singers are both pop about half
+    the time, and early stopping then optimizes a macro-F1 that cannot see bel canto."""
+    from model.crossval import validation_singers
+
+    strata = {f"pop{i}": "pop" for i in range(12)} | {f"bel{i}": "bel canto" for i in range(4)}
+    for seed in range(20):
+        picked = validation_singers(sorted(strata), strata, 2, seed)
+        assert len(set(picked)) == 2
+        assert {strata[s] for s in picked} == {"pop", "bel canto"}
+    assert validation_singers(sorted(strata), strata, 2, 3) == validation_singers(sorted(strata), strata, 2, 3)
+    only_pop = {s: "pop" for s in ("a", "b", "c")}
+    assert len(validation_singers(sorted(only_pop), only_pop, 2, 0)) == 2
