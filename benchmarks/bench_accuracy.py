@@ -3,8 +3,9 @@
 Protocol: every singer tested once by a model that never heard them, the same folds and seeds for
 every model and baseline, mean ± std over 3 seeds, the majority-class rate beside each figure.
 GTSinger's headline (style) is leave-one-singer-out with the full model (frozen Whisper-base states +
-MiniLM lyrics), its audio-only and lyrics-only variants, baselines on the same folds, and each model
-again with every singer of a language held out at once (GTSinger's style follows language). The
+MiniLM lyrics), its audio-only and lyrics-only variants, baselines on the same folds, and the
+audio-only model and Whisper-mean baseline again with every singer of a language held out at once
+(GTSinger's style follows language). The
 paper's tables (variants, imbalance) use the log-mel CNN in 6 singer folds, and RAVDESS 3 folds, to
 fit a shared 2-core machine (CANTOLAB_BENCH_FOLDS=loso runs those leave-one-singer-out too, several
 times longer). CANTOLAB_BENCH_WHISPER=0 skips the headline.

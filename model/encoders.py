@@ -98,6 +98,9 @@ class TextTransformer(nn.Module):
         return self.enc(self.pos(self.emb(ids)), src_key_padding_mask=~mask)
 
 
+FROZEN_CACHE_BYTES = 1 << 30  # frozen text states kept per model (~50k typical transcripts with MiniLM)
+
+
 def resolve_checkpoint(name: str) -> Path:
     return minilm_path() if name == "minilm" else Path(name)
 
@@ -131,6 +134,7 @@ class PretrainedText(nn.Module):
         self.hidden = hidden
         self.proj = nn.Linear(hidden, d)
         self._cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._cache_bytes = 0
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -153,14 +157,22 @@ class PretrainedText(nn.Module):
         distinct sequence (the backbone was most of a lyrics model's training time)."""
         keys = [tuple(row[m].tolist()) for row, m in zip(ids, mask)]
         missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        fresh: dict[tuple[int, ...], torch.Tensor] = {}
         if missing:
             sel = torch.tensor(missing, device=ids.device)
             states = self.backbone(input_ids=ids[sel], attention_mask=mask[sel].long()).last_hidden_state
             for j, i in enumerate(missing):
-                self._cache[keys[i]] = states[j, : len(keys[i])].detach()
+                kept = states[j, : len(keys[i])]
+                if keys[i] in self._cache:
+                    continue  # the same sequence twice in one batch
+                if self._cache_bytes + kept.nbytes <= FROZEN_CACHE_BYTES:  # past the cap: recompute, never grow
+                    self._cache[keys[i]] = kept.clone()  # not a view that would pin the whole batch
+                    self._cache_bytes += kept.nbytes
+                else:
+                    fresh[keys[i]] = kept
         out = torch.zeros(ids.shape[0], ids.shape[1], self.hidden, device=ids.device)
         for i, k in enumerate(keys):
-            out[i, mask[i]] = self._cache[k]
+            out[i, mask[i]] = self._cache[k] if k in self._cache else fresh[k]
         return out
 
 

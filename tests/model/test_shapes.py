@@ -89,3 +89,17 @@ def test_frozen_backbone_states_are_reused_and_equal_a_fresh_run(which, tiny_che
     assert torch.allclose(first[mask], fresh[mask], atol=1e-5)
     assert torch.allclose(again[0][mask[2]], fresh[2][mask[2]], atol=1e-5)
     assert not first[~mask].any()
+
+
+def test_frozen_states_past_the_memory_cap_are_recomputed_not_kept(monkeypatch):
+    import model.encoders as encoders
+
+    monkeypatch.setattr(encoders, "FROZEN_CACHE_BYTES", 1)  # the cap itself, not a stand-in for a real part
+    cfg = ModelConfig(encoder="lyrics", lyrics_encoder="minilm", d_model=16, layers=1, heads=2, freeze_pretrained=True)
+    lyrics = MultiTaskNet(cfg, N_CLASSES, None, None).encoder.lyrics
+    ids, mask = lyrics.tokenize(["la donna è mobile", "sì", "sì"], 48, "cpu")
+    states = lyrics._frozen_states(ids, mask)
+    assert lyrics._cache == {} and lyrics._cache_bytes == 0
+    with torch.no_grad():
+        fresh = lyrics.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+    assert torch.allclose(states[mask], fresh[mask], atol=1e-5)
