@@ -27,6 +27,7 @@ DEFAULT_HOME = Path(os.environ.get("CANTOLAB_LS_HOME") or Path.home() / ".local"
 SERVICE_EMAIL = "cantolab-sync@cantolab.local"
 
 LAUNCHER = Path(__file__).with_name("labelstudio_launch.py")  # runs inside .venv-labelstudio
+SQLITE_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")  # the launcher's --sqlite-synchronous choices
 
 
 def default_workers() -> int:
@@ -142,8 +143,8 @@ class LocalServer:
         if (pid := self.pid()) and self.healthy():
             return pid
         exe = self.executable()
-        if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ServerError(f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, not {self.sqlite_synchronous!r}")
+        if self.sqlite_synchronous.upper() not in SQLITE_SYNC_MODES:
+            raise ServerError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNC_MODES)}, not {self.sqlite_synchronous!r}")
         token, password = self.credentials()
         for d in (self.data_dir, self.document_root):
             d.mkdir(parents=True, exist_ok=True)
