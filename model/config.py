@@ -11,7 +11,7 @@ ENCODERS = ("audio", "lyrics", "audio+lyrics")
 AUDIO_ENCODERS = ("cnn", "transformer", "whisper")
 LYRICS_ENCODERS = ("textcnn", "transformer", "minilm")  # or a path to a transformers checkpoint
 VARIANTS = ("shared", "concat", "oneway", "coattn")
-FEATURE_NORMS = ("global", "singer", "clip")
+FEATURE_NORMS = ("global", "singer", "clip", "none")
 
 
 class ConfigError(ValueError):
@@ -30,7 +30,8 @@ class ModelConfig:
     dropout: float = 0.2
     pool: str = "mean"  # mean | cls
     whisper_model: str = "base"
-    freeze_pretrained: bool = True
+    whisper_tune_layers: int = 0  # Whisper's top encoder blocks trained with the model (0 = frozen states)
+    freeze_pretrained: bool = True  # the pretrained lyrics backbone
 
 
 @dataclass
@@ -38,6 +39,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     tasks: tuple[str, ...] = TASKS  # one task = the single-task baseline
     lr: float = 1e-4
+    pretrained_lr: float = 1e-5  # for tuned Whisper blocks and an unfrozen lyrics backbone: pretrained weights move slowly
     batch_size: int = 16
     epochs: int = 40
     patience: int = 8
@@ -50,7 +52,7 @@ class TrainConfig:
     lambda_emotion: float = 1.0
     class_weights: bool = False
     oversample: bool = False
-    feature_norm: str = "global"  # global | singer (per-singer standardization) | clip
+    feature_norm: str = "global"  # global | singer (per-singer standardization) | clip | none (required when tuning Whisper)
     max_frames: int = 256  # audio frames per training example (25 per second); longer clips are randomly cropped
     eval_max_frames: int = 750  # frames seen at evaluation and prediction (centre crop; 750 = 30 s)
     max_tokens: int = 48
@@ -75,6 +77,15 @@ class TrainConfig:
             raise ConfigError(
                 f"model.lyrics_encoder={m.lyrics_encoder!r}: not one of {', '.join(LYRICS_ENCODERS)} and not a folder "
                 "holding a transformers checkpoint"
+            )
+        if m.whisper_tune_layers < 0:
+            raise ConfigError(f"model.whisper_tune_layers={m.whisper_tune_layers} must be 0 (frozen) or more")
+        if m.whisper_tune_layers and (m.audio_encoder != "whisper" or "audio" not in m.encoder):
+            raise ConfigError("model.whisper_tune_layers needs an audio model with model.audio_encoder='whisper'")
+        if m.whisper_tune_layers and self.feature_norm != "none":
+            raise ConfigError(
+                f"model.whisper_tune_layers={m.whisper_tune_layers} needs feature_norm='none' (not {self.feature_norm!r}): "
+                "the tuned blocks expect the states Whisper's lower blocks give, not standardized ones"
             )
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
@@ -72,6 +74,67 @@ class WhisperStates(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class WhisperBlock(nn.Module):
+    """One Whisper encoder block (pre-norm attention + MLP, parameter names as openai-whisper's) that
+    also takes a padding mask: Whisper's own block attends to every frame of its 30-s window."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.attn = nn.ModuleDict(
+            {"query": nn.Linear(d, d), "key": nn.Linear(d, d, bias=False), "value": nn.Linear(d, d), "out": nn.Linear(d, d)}
+        )
+        self.attn_ln = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.mlp_ln = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        h = self.attn_ln(x)
+        q, k, v = (self.attn[n](h).view(b, t, self.heads, -1).transpose(1, 2) for n in ("query", "key", "value"))
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        x = x + self.attn["out"](a.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.mlp_ln(x))
+
+
+@functools.lru_cache(maxsize=2)
+def whisper_top(name: str, k: int) -> tuple[int, int, dict[str, torch.Tensor]]:
+    """(width, heads, weights) of the top k encoder blocks and the final layer norm of a bundled
+    Whisper, loaded once per process (every fold and seed starts from them)."""
+    from model.features import load_whisper
+
+    enc = load_whisper(name).encoder
+    n = len(enc.blocks)
+    if not 0 < k <= n:
+        raise ValueError(f"Whisper {name} has {n} encoder blocks; cannot tune the top {k}")
+    weights = {f"blocks.{i}.{key}": v.detach().clone() for i, block in enumerate(enc.blocks[n - k :]) for key, v in block.state_dict().items()}
+    weights |= {f"ln_post.{key}": v.detach().clone() for key, v in enc.ln_post.state_dict().items()}
+    return enc.ln_post.normalized_shape[0], enc.blocks[0].attn.n_head, weights
+
+
+class WhisperTuned(nn.Module):
+    """Whisper's top k encoder blocks and final layer norm, from the bundled weights, trained with the
+    model over the cached states entering them (model.features, `below-top<k>`); then projected to d."""
+
+    def __init__(self, name: str, k: int, d: int, dropout: float):
+        super().__init__()
+        width, heads, weights = whisper_top(name, k)
+        self.blocks = nn.ModuleList(WhisperBlock(width, heads) for _ in range(k))
+        self.ln_post = nn.LayerNorm(width)
+        missing, unexpected = self.load_state_dict(weights, strict=False)
+        if unexpected or missing:
+            raise RuntimeError(f"Whisper {name} weights do not fit its top blocks: missing {missing}, unexpected {unexpected}")
+        self.proj = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Dropout(dropout))
+
+    def pretrained(self) -> list[nn.Parameter]:
+        return [p for m in (self.blocks, self.ln_post) for p in m.parameters()]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.proj(self.ln_post(x))
 
 
 class TextCNN(nn.Module):
@@ -193,6 +256,8 @@ class SharedEncoder(nn.Module):
                 self.audio = AudioCNN(audio_dim, d, cfg.layers, cfg.dropout)
             elif cfg.audio_encoder == "transformer":
                 self.audio = AudioTransformer(audio_dim, d, cfg.layers, cfg.heads, cfg.dropout)
+            elif cfg.whisper_tune_layers:
+                self.audio = WhisperTuned(cfg.whisper_model, cfg.whisper_tune_layers, d, cfg.dropout)
             else:
                 self.audio = WhisperStates(audio_dim, d, cfg.dropout)
         if self.uses_lyrics:
@@ -207,6 +272,14 @@ class SharedEncoder(nn.Module):
             self.modality = nn.Parameter(torch.zeros(2, d))
             nn.init.normal_(self.modality, std=0.02)
             self.fuse = _transformer(d, 1, cfg.heads, cfg.dropout)
+
+    def pretrained(self) -> list[nn.Parameter]:
+        """Trainable pretrained weights (tuned Whisper blocks, an unfrozen lyrics backbone): they get
+        the smaller pretrained_lr."""
+        out = self.audio.pretrained() if isinstance(self.audio, WhisperTuned) else []
+        if isinstance(self.lyrics, PretrainedText) and not self.lyrics.freeze:
+            out += list(self.lyrics.backbone.parameters())
+        return out
 
     def tokenize(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.lyrics, PretrainedText):

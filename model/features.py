@@ -4,6 +4,8 @@
 from-scratch CNN/Transformer encoders. `whisper-encoder:<name>`: the frozen Whisper encoder's states
 (50 frames/s, averaged to 25), taken from the dataset's `features` table where ingest kept them,
 else computed here (one 30-s window per clip, ~0.7 s on 2 cores) and cached.
+`whisper-encoder:<name>:below-top<k>`: the states entering the encoder's top k blocks, for a model
+that tunes those blocks (model.encoders.WhisperTuned); the frozen lower blocks still run once per clip.
 """
 
 from __future__ import annotations
@@ -28,9 +30,17 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "cantolab" / "features"
 
 
-def whisper_key(name: str) -> str:
-    """The encoder_model key ingest writes to the `features` table (pipeline.segment)."""
-    return f"whisper-encoder:{name}"
+def whisper_key(name: str, below_top: int = 0) -> str:
+    """The encoder_model key ingest writes to the `features` table (pipeline.segment); with below_top=k,
+    the key of the states entering the top k blocks (never written by ingest)."""
+    return f"whisper-encoder:{name}" + (f":below-top{below_top}" if below_top else "")
+
+
+def parse_whisper_key(key: str) -> tuple[str, int]:
+    """(model name, k) from a whisper_key."""
+    rest = key.split(":", 1)[1]
+    name, _, below = rest.partition(":below-top")
+    return name, int(below) if below else 0
 
 
 def _pool_time(x: np.ndarray, factor: int) -> np.ndarray:
@@ -54,25 +64,47 @@ def logmel(audio16k: np.ndarray) -> np.ndarray:
     return _pool_time(mel.numpy().T, 4).astype(np.float32)
 
 
+def load_whisper(name: str):
+    """The bundled openai-whisper model (assembled by pipeline.models_cache), on the CPU, in eval mode."""
+    from pipeline.models_cache import assemble_openai
+    from pipeline.transcribe.reference import load_openai_checkpoint
+
+    return load_openai_checkpoint(assemble_openai(name))
+
+
 class WhisperEncoder:
-    """The bundled Whisper encoder (frozen) over one 30-s window per clip."""
+    """The bundled Whisper encoder (frozen) over one 30-s window per clip; with below_top=k it stops
+    before the top k blocks (no final layer norm), giving the input of a model that tunes them."""
 
-    def __init__(self, name: str = "base", device: str = "cpu"):
-        from pipeline.models_cache import assemble_openai
-        from pipeline.transcribe.reference import load_openai_checkpoint
-
+    def __init__(self, name: str = "base", device: str = "cpu", below_top: int = 0):
         self.name = name
         self.device = device
-        self.model = load_openai_checkpoint(assemble_openai(name)).to(device)
+        self.model = load_whisper(name).to(device)
+        n_blocks = len(self.model.encoder.blocks)
+        if not 0 <= below_top <= n_blocks:
+            raise ValueError(f"Whisper {name} has {n_blocks} encoder blocks; cannot tune the top {below_top}")
+        self.below_top = below_top
 
-    def __call__(self, audio16k: np.ndarray) -> np.ndarray:
+    def states(self, audio16k: np.ndarray):
+        """(1500, dim) states for the 30-s window (50 per second), as a tensor on the device."""
         import torch
+        import torch.nn.functional as F
         from whisper.audio import N_SAMPLES, log_mel_spectrogram, pad_or_trim
 
         audio = pad_or_trim(torch.from_numpy(np.ascontiguousarray(audio16k, dtype=np.float32)), N_SAMPLES)
         mel = log_mel_spectrogram(audio, self.model.dims.n_mels).to(self.device)
+        enc = self.model.encoder
         with torch.inference_mode():
-            states = self.model.encoder(mel[None])[0].float().cpu().numpy()
+            if not self.below_top:
+                return enc(mel[None])[0]
+            x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel[None])))).permute(0, 2, 1)
+            x = x + enc.positional_embedding
+            for block in enc.blocks[: len(enc.blocks) - self.below_top]:
+                x = block(x)
+            return x[0]
+
+    def __call__(self, audio16k: np.ndarray) -> np.ndarray:
+        states = self.states(audio16k).float().cpu().numpy()
         keep = max(1, min(len(states), math.ceil(len(audio16k) / 16000 * 50)))
         return _pool_time(states[:keep], 2).astype(np.float32)
 
@@ -133,7 +165,8 @@ def clip_features(
                 feats = logmel(audio)
             elif encoder.startswith("whisper-encoder:"):
                 if compute is None:
-                    compute = WhisperEncoder(encoder.split(":", 1)[1], device)
+                    name, below_top = parse_whisper_key(encoder)
+                    compute = WhisperEncoder(name, device, below_top)
                 feats = compute(audio)
             else:
                 raise ValueError(f"unknown audio feature encoder {encoder!r}")
@@ -148,18 +181,24 @@ def clip_features(
     return out
 
 
-def feature_name(audio_encoder: str, whisper_model: str = "base") -> str:
-    return whisper_key(whisper_model) if audio_encoder == "whisper" else LOGMEL
+def feature_name(model) -> str:
+    """The audio features a ModelConfig reads."""
+    if model.audio_encoder != "whisper":
+        return LOGMEL
+    return whisper_key(model.whisper_model, model.whisper_tune_layers)
 
 
 def normalize_features(
     feats: list[np.ndarray], groups: list[str], mode: str, reference: tuple[np.ndarray, np.ndarray] | None = None
 ) -> tuple[list[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Standardize frames: globally (train statistics, saved with the model), per singer, or per clip.
+    """Standardize frames: globally (train statistics, saved with the model), per singer, per clip, or
+    not at all ("none": tuned Whisper blocks must see the states their lower blocks give).
 
     Per-singer standardization uses no labels (a studio session gives many clips of one singer), so it
     is legitimate for held-out singers too; the report says when it was used.
     """
+    if mode == "none":
+        return list(feats), reference
     if reference is None:
         stacked = np.concatenate(feats, axis=0)
         reference = (stacked.mean(axis=0), stacked.std(axis=0) + 1e-5)

@@ -26,7 +26,8 @@ def run_metrics(run: RunResult) -> dict:
         "split_notes": run.split.notes,
         "n_test_clips": len(run.test_examples),
         "feature_norm": cfg.feature_norm,
-        "encoder": {"encoder": cfg.model.encoder, "audio": cfg.model.audio_encoder, "lyrics": cfg.model.lyrics_encoder, "variant": cfg.model.variant},
+        "encoder": {"encoder": cfg.model.encoder, "audio": cfg.model.audio_encoder, "lyrics": cfg.model.lyrics_encoder, "variant": cfg.model.variant,
+                    "whisper_tune_layers": cfg.model.whisper_tune_layers},
         "feature_seconds_per_computed_clip": run.feature_stats.seconds_per_computed_clip,
         "features": {"computed": run.feature_stats.computed, "cached": run.feature_stats.cached, "from_dataset": run.feature_stats.from_dataset},
         "train_seconds_per_epoch": run.seconds_per_epoch,
@@ -102,6 +103,12 @@ def plot_attention(run: RunResult, folder: Path, n_clips: int = 2) -> list[Path]
     return paths
 
 
+def _tuned(m) -> str:
+    if m.audio_encoder != "whisper":
+        return ""
+    return f" {m.whisper_model}, top {m.whisper_tune_layers} block(s) tuned" if m.whisper_tune_layers else f" {m.whisper_model}, frozen"
+
+
 def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
     cfg = run.config
     plots = folder / "plots"
@@ -111,7 +118,7 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
         f"# Training report: {folder.name}",
         "",
         f"Encoder `{cfg.model.encoder}` ("
-        + ", ".join(([f"audio `{cfg.model.audio_encoder}`"] if "audio" in cfg.model.encoder else []) + ([f"lyrics `{cfg.model.lyrics_encoder}`"] if "lyrics" in cfg.model.encoder else []))
+        + ", ".join(([f"audio `{cfg.model.audio_encoder}`" + _tuned(cfg.model)] if "audio" in cfg.model.encoder else []) + ([f"lyrics `{cfg.model.lyrics_encoder}`"] if "lyrics" in cfg.model.encoder else []))
         + "), "
         f"interaction `{cfg.model.variant}`, tasks {', '.join(cfg.tasks)}, loss `{cfg.loss}`, feature normalization "
         f"`{cfg.feature_norm}`{' (per singer, no labels used)' if cfg.feature_norm == 'singer' else ''}.",

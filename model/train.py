@@ -121,8 +121,12 @@ def fit(
     net = MultiTaskNet(cfg.model, {t: len(maps[t]) for t in cfg.tasks}, audio_dim, vocab, cfg.max_tokens).to(device)
     weights = {t: inverse_frequency(ys[t], len(maps[t])) for t in cfg.tasks} if cfg.class_weights else None
     loss_fn = MultiTaskLoss(cfg.tasks, cfg.loss, {"style": cfg.lambda_style, "emotion": cfg.lambda_emotion}, weights).to(device)
+    pretrained = {id(p) for p in net.encoder.pretrained()}
     params = [p for p in list(net.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [{"params": [p for p in params if id(p) not in pretrained]}]
+    if pretrained:
+        groups.append({"params": [p for p in params if id(p) in pretrained], "lr": cfg.pretrained_lr})
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(texts)
     sample_p = None
     if cfg.oversample:  # minority oversampling: each clip drawn ∝ mean over its known tasks of 1/class count
@@ -231,7 +235,7 @@ def prepare_inputs(examples, cfg: TrainConfig, dataset=None, stats=None, on_clip
     if "audio" not in cfg.model.encoder:
         return None
     device = str(pick_device(cfg.device))
-    return clip_features(examples, feature_name(cfg.model.audio_encoder, cfg.model.whisper_model), dataset, on_clip, device, stats)
+    return clip_features(examples, feature_name(cfg.model), dataset, on_clip, device, stats)
 
 
 def needs_vocab(cfg: TrainConfig) -> bool:
@@ -283,7 +287,7 @@ def train_run(dataset: Dataset | str, cfg: TrainConfig | None = None, progress: 
     best, probs = fits[best_seed]
     return RunResult(
         config=cfg, split=split, maps=maps, per_seed=per_seed, summary=aggregate(per_seed, cfg.tasks), best=best,
-        best_seed=best_seed, vocab=vocab, audio_dim=audio_dim, feature=feature_name(cfg.model.audio_encoder, cfg.model.whisper_model),
+        best_seed=best_seed, vocab=vocab, audio_dim=audio_dim, feature=feature_name(cfg.model),
         norm_ref=norm_ref, test_examples=parts["test"], test_probs=probs, feature_stats=stats, histories=histories,
         seconds_per_epoch=float(np.mean([fits[s][0].seconds_per_epoch for s in fits])),
         test_feats=test_p[0], train_examples=parts["train"],

@@ -4,9 +4,10 @@ kept them, else computed with the real bundled Whisper-base encoder."""
 import math
 
 import numpy as np
+import pytest
 
 from model.data import load_examples
-from model.features import LOGMEL, FeatureStats, WhisperEncoder, clip_audio_16k, clip_features, whisper_key
+from model.features import LOGMEL, FeatureStats, WhisperEncoder, clip_audio_16k, clip_features, parse_whisper_key, whisper_key
 
 
 def test_logmel_is_cached_by_content(gt_small):
@@ -42,3 +43,40 @@ def test_real_whisper_base_encoder_states():
     states = WhisperEncoder("base")(audio)
     assert states.shape == (math.ceil(3 * 50) // 2, 512)
     assert np.isfinite(states).all() and states.std() > 0
+
+
+def test_tuned_blocks_start_as_whispers_own():
+    """States below the top 2 blocks, through WhisperTuned's copies of them, equal the whole encoder's
+    output: the tuned model starts from Whisper, not from a re-implementation that drifts."""
+    import torch
+
+    from model.encoders import WhisperTuned
+
+    rng = np.random.default_rng(1)
+    t = np.arange(4 * 16000) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    whole = WhisperEncoder("base").states(audio)
+    below = WhisperEncoder("base", below_top=2).states(audio).clone()
+    assert (below - whole).abs().max() > 1.0  # really the states of a lower block
+    tuned = WhisperTuned("base", 2, 16, 0.0).eval()
+    with torch.no_grad():
+        x = below[None]
+        for block in tuned.blocks:
+            x = block(x, torch.ones(1, x.shape[1], dtype=torch.bool))
+        torch.testing.assert_close(tuned.ln_post(x)[0], whole, atol=1e-4, rtol=1e-4)
+
+
+def test_states_below_the_top_blocks_are_cached_under_their_own_key(gt_small):
+    examples = load_examples(gt_small)[:2]
+    key = whisper_key("base", 1)
+    assert key != whisper_key("base") and parse_whisper_key(key) == ("base", 1)
+    stats = FeatureStats()
+    first = clip_features(examples, key, stats=stats)
+    again = clip_features(examples, key, stats=stats)
+    assert (stats.computed, stats.cached) == (2, 2)
+    assert all(f.shape[1] == 512 and np.array_equal(f, g) for f, g in zip(first, again))
+
+
+def test_a_whisper_model_cannot_tune_more_blocks_than_it_has():
+    with pytest.raises(ValueError, match="has 6 encoder blocks"):
+        WhisperEncoder("base", below_top=7)

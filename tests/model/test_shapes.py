@@ -103,3 +103,23 @@ def test_frozen_states_past_the_memory_cap_are_recomputed_not_kept(monkeypatch):
     with torch.no_grad():
         fresh = lyrics.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
     assert torch.allclose(states[mask], fresh[mask], atol=1e-5)
+
+
+def test_tuned_whisper_blocks_learn_and_ignore_padding():
+    """Whisper's top block (bundled weights) inside the net: gradients reach it, its weights are the
+    pretrained group, and a padded clip gets the same logits as the clip alone."""
+    cfg = ModelConfig(encoder="audio", audio_encoder="whisper", whisper_tune_layers=1, variant="coattn", d_model=16, layers=1, heads=2, dropout=0.0)
+    net = MultiTaskNet(cfg, N_CLASSES, 512, None)
+    pretrained = {id(p) for p in net.encoder.pretrained()}
+    block = net.encoder.audio.blocks[0]
+    assert {id(p) for p in block.parameters()} <= pretrained
+    assert not {id(p) for p in net.heads.parameters()} & pretrained
+    audio, mask = _batch(512)
+    _check(net, audio, mask)
+    assert block.mlp[0].weight.grad.abs().sum() > 0
+    net.eval()
+    with torch.no_grad():
+        padded = net(audio, mask, TEXTS)
+        alone = net(audio[1:2, :20], mask[1:2, :20], TEXTS[1:2])
+    for task in N_CLASSES:
+        torch.testing.assert_close(padded[task][1], alone[task][0], atol=1e-5, rtol=1e-4)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from model.checkpoint import CheckpointError, load_run
@@ -165,3 +166,25 @@ def test_predict_clips_gives_probabilities_per_dataset_clip(saved, gt_small):
         assert set(probs) == set(model.maps["style"])
         np.testing.assert_allclose([probs[c] for c in model.maps["style"]], run.test_probs["style"][i], atol=1e-5)
     assert predict_clips(folder, gt_small, []) == []
+
+
+def test_tuned_whisper_block_trains_saves_and_predicts_the_same(gt_small, tmp_path):
+    """A real run tuning Whisper-base's top block: its weights move from the bundled ones, the run
+    folder keeps them, and the loaded model predicts what the trained one did."""
+    from model.config import ConfigError
+    from model.encoders import whisper_top
+
+    with pytest.raises(ConfigError, match="needs feature_norm='none'"):
+        tiny_config(model={"audio_encoder": "whisper", "whisper_tune_layers": 1})
+    cfg = tiny_config(epochs=2, feature_norm="none", pretrained_lr=1e-4, model={"audio_encoder": "whisper", "whisper_tune_layers": 1})
+    folder, run, _ = train_and_save(gt_small, cfg, tmp_path, "tuned", progress=False)
+    assert run.feature == "whisper-encoder:base:below-top1"
+    bundled = whisper_top("base", 1)[2]["blocks.0.mlp.0.weight"]
+    model = load_run(folder)
+    tuned = model.net.encoder.audio.blocks[0].mlp[0].weight.detach()
+    assert not torch.equal(tuned, bundled)
+    assert torch.equal(tuned, run.best.net.encoder.audio.blocks[0].mlp[0].weight.detach().cpu())
+    rows = predict_examples(model, run.test_examples)
+    got = np.asarray([[r[f"p_style_{c}"] for c in model.maps["style"]] for r in rows])
+    np.testing.assert_allclose(got, run.test_probs["style"], atol=1e-5)
+    assert "top 1 block(s) tuned" in (folder / "report.md").read_text()
