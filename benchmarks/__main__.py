@@ -7,9 +7,9 @@ import json
 import pkgutil
 import sys
 import time
-from pathlib import Path
 
 import benchmarks
+from benchmarks.common import RESULTS
 
 
 def main(argv: list[str]) -> int:
@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
             continue
         print(json.dumps(result, indent=2, default=str)[:4000])
         print(f"-- {name} took {time.perf_counter() - t0:.1f} s", flush=True)
-    print(f"results in {Path('bench-results').resolve()}")
+    print(f"results in {RESULTS.resolve()}")
     return 1 if failed else 0
 
 

@@ -2,9 +2,9 @@
 whisper_tuning` → bench-results/whisper_tuning.json).
 
 Same protocol as the accuracy headline: leave-one-singer-out and every language held out, the same
-folds and seeds for both models, mean ± std over seeds beside the majority rate. Tuning costs ~50 s
-per fit on one CPU core (~65 min for 3 seeds on this 2-core machine, over the 30-min budget of
-`make bench`), so `make bench` runs it only where a GPU is present or CANTOLAB_BENCH_WHISPER_TUNE=k
+folds and seeds for both models, mean ± std over seeds beside the majority rate. Tuning the top block
+costs ~38 s per fit on one CPU core (55 min for 3 seeds on this 2-core machine, over the 30-min budget
+of `make bench`), so `make bench` runs it only where a GPU is present or CANTOLAB_BENCH_WHISPER_TUNE=k
 asks for it (k = blocks to tune; CANTOLAB_BENCH_TUNE_SEEDS=n for fewer seeds).
 """
 
@@ -48,7 +48,7 @@ def main() -> dict:
         return write_result("whisper_tuning", {"skipped": "reference recordings absent: set CANTOLAB_DATA"})
     asked = os.environ.get("CANTOLAB_BENCH_WHISPER_TUNE")
     if not asked and not torch.cuda.is_available():
-        return write_result("whisper_tuning", {"skipped": "no GPU: ~65 min on 2 CPU cores; CANTOLAB_BENCH_WHISPER_TUNE=1 runs it anyway"})
+        return write_result("whisper_tuning", {"skipped": "no GPU: ~55 min on 2 CPU cores; CANTOLAB_BENCH_WHISPER_TUNE=1 runs it anyway"})
     k = int(asked or 1)
     seeds = SEEDS[: int(os.environ.get("CANTOLAB_BENCH_TUNE_SEEDS", len(SEEDS)))]
     work = Path(os.environ.get("CANTOLAB_BENCH_WORK") or tempfile.mkdtemp(prefix="cantolab-bench-"))
