@@ -42,6 +42,19 @@ from pipeline.records import prepare_take, take_record, whole_clip_record
 SEEDS = (0, 1, 2)
 
 
+def base_config() -> TrainConfig:
+    """The log-mel CNN of the paper's tables; every other model here is a variation of it."""
+    return TrainConfig(
+        model=ModelConfig(encoder="audio", audio_encoder="cnn", variant="coattn", d_model=64, layers=3, heads=4, dropout=0.3),
+        lr=1e-3, batch_size=16, epochs=40, patience=8, seeds=SEEDS, feature_norm="global", max_frames=128,
+    )
+
+
+def full_config(base: TrainConfig) -> TrainConfig:
+    """The headline's full model: frozen Whisper-base states + MiniLM over the lyrics, class-weighted."""
+    return replace(with_overrides(base, audio_encoder="whisper", encoder="audio+lyrics"), class_weights=True)
+
+
 def build(root: Path, name: str) -> Dataset:
     """The reference set through the real audio core into a Parquet dataset (labels imported)."""
     ds = Dataset(root)
@@ -140,10 +153,7 @@ def main() -> dict:
         "GTSinger: global (train statistics) — style is a property of the singer, per-singer standardization erases it",
         "audio_features": "Whisper-style 80-band log-mel, 25 frames/s, crops of max_frames",
     }
-    base = TrainConfig(
-        model=ModelConfig(encoder="audio", audio_encoder="cnn", variant="coattn", d_model=64, layers=3, heads=4, dropout=0.3),
-        lr=1e-3, batch_size=16, epochs=40, patience=8, seeds=SEEDS, feature_norm="global", max_frames=128,
-    )
+    base = base_config()
     if os.environ.get("CANTOLAB_BENCH_SMOKE") == "1":  # a seconds-long pass that checks the wiring only
         base = replace(base, epochs=1, seeds=(0,))
 
@@ -218,7 +228,7 @@ def headline(examples, base: TrainConfig, mfcc: np.ndarray, timings: dict) -> di
     timings["whisper_clips"] = {"computed": wstats.computed, "cached": wstats.cached}
     loso = singer_folds([e.singer for e in examples], None)
     by_language = language_folds(examples)
-    full = replace(with_overrides(base, audio_encoder="whisper", encoder="audio+lyrics"), class_weights=True)
+    full = full_config(base)
     runs = {
         "full_audio_lyrics": (full, loso),
         "audio_only": (with_overrides(full, encoder="audio"), loso),

@@ -18,11 +18,17 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench_accuracy import SEEDS, build, summary_row
+from benchmarks.bench_accuracy import (
+    SEEDS,
+    base_config,
+    build,
+    full_config,
+    summary_row,
+)
 from benchmarks.common import write_result
-from model.config import ModelConfig, TrainConfig
+from model.config import TrainConfig
 from model.controls import language_folds
-from model.crossval import crossval
+from model.crossval import crossval, with_overrides
 from model.data import load_examples
 from model.evaluate import fmt
 from model.features import FeatureStats, clip_features, whisper_key
@@ -32,14 +38,11 @@ from pipeline.data import shared_data_dir
 
 def frozen_config(seeds: tuple[int, ...]) -> TrainConfig:
     """The accuracy headline's audio-only model (frozen Whisper-base states, co-attention, class weights)."""
-    return TrainConfig(
-        model=ModelConfig(encoder="audio", audio_encoder="whisper", variant="coattn", d_model=64, layers=3, heads=4, dropout=0.3),
-        lr=1e-3, batch_size=16, epochs=40, patience=8, seeds=seeds, feature_norm="global", max_frames=128, class_weights=True,
-    ).validate()
+    return with_overrides(full_config(replace(base_config(), seeds=seeds)), encoder="audio").validate()
 
 
 def tuned_config(frozen: TrainConfig, k: int) -> TrainConfig:
-    return replace(frozen, model=replace(frozen.model, whisper_tune_layers=k), feature_norm="none").validate()
+    return replace(with_overrides(frozen, whisper_tune_layers=k), feature_norm="none").validate()
 
 
 def main() -> dict:
