@@ -103,12 +103,11 @@ class WhisperBlock(nn.Module):
 def whisper_top(name: str, k: int) -> tuple[int, int, dict[str, torch.Tensor]]:
     """(width, heads, weights) of the top k encoder blocks and the final layer norm of a bundled
     Whisper, loaded once per process (every fold and seed starts from them)."""
-    from model.features import load_whisper
+    from model.features import check_tunable, load_whisper
 
     enc = load_whisper(name).encoder
     n = len(enc.blocks)
-    if not 0 < k <= n:
-        raise ValueError(f"Whisper {name} has {n} encoder blocks; cannot tune the top {k}")
+    check_tunable(name, n, k)
     weights = {f"blocks.{i}.{key}": v.detach().clone() for i, block in enumerate(enc.blocks[n - k :]) for key, v in block.state_dict().items()}
     weights |= {f"ln_post.{key}": v.detach().clone() for key, v in enc.ln_post.state_dict().items()}
     return enc.ln_post.normalized_shape[0], enc.blocks[0].attn.n_head, weights

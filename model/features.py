@@ -72,6 +72,11 @@ def load_whisper(name: str):
     return load_openai_checkpoint(assemble_openai(name))
 
 
+def check_tunable(name: str, n_blocks: int, k: int) -> None:
+    if not 0 <= k <= n_blocks:
+        raise ValueError(f"Whisper {name} has {n_blocks} encoder blocks; cannot tune the top {k}")
+
+
 class WhisperEncoder:
     """The bundled Whisper encoder (frozen) over one 30-s window per clip; with below_top=k it stops
     before the top k blocks (no final layer norm), giving the input of a model that tunes them."""
@@ -80,9 +85,7 @@ class WhisperEncoder:
         self.name = name
         self.device = device
         self.model = load_whisper(name).to(device)
-        n_blocks = len(self.model.encoder.blocks)
-        if not 0 <= below_top <= n_blocks:
-            raise ValueError(f"Whisper {name} has {n_blocks} encoder blocks; cannot tune the top {below_top}")
+        check_tunable(name, len(self.model.encoder.blocks), below_top)
         self.below_top = below_top
 
     def states(self, audio16k: np.ndarray):

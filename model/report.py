@@ -103,7 +103,8 @@ def plot_attention(run: RunResult, folder: Path, n_clips: int = 2) -> list[Path]
     return paths
 
 
-def _tuned(m) -> str:
+def _whisper_detail(m) -> str:
+    """Which Whisper, and whether its top blocks were tuned."""
     if m.audio_encoder != "whisper":
         return ""
     return f" {m.whisper_model}, top {m.whisper_tune_layers} block(s) tuned" if m.whisper_tune_layers else f" {m.whisper_model}, frozen"
@@ -118,7 +119,7 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
         f"# Training report: {folder.name}",
         "",
         f"Encoder `{cfg.model.encoder}` ("
-        + ", ".join(([f"audio `{cfg.model.audio_encoder}`" + _tuned(cfg.model)] if "audio" in cfg.model.encoder else []) + ([f"lyrics `{cfg.model.lyrics_encoder}`"] if "lyrics" in cfg.model.encoder else []))
+        + ", ".join(([f"audio `{cfg.model.audio_encoder}`" + _whisper_detail(cfg.model)] if "audio" in cfg.model.encoder else []) + ([f"lyrics `{cfg.model.lyrics_encoder}`"] if "lyrics" in cfg.model.encoder else []))
         + "), "
         f"interaction `{cfg.model.variant}`, tasks {', '.join(cfg.tasks)}, loss `{cfg.loss}`, feature normalization "
         f"`{cfg.feature_norm}`{' (per singer, no labels used)' if cfg.feature_norm == 'singer' else ''}.",
