@@ -36,8 +36,7 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, encoding: str | None = None,
-                  perms: int | None = None) -> Iterator[IO]:
+def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, encoding: str | None = None, perms: int | None = None) -> Iterator[IO]:
     """Yield a file to write; on success it replaces `path` atomically and durably, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
