@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import ConfigError
+
 # Label values are the dataset's vocabulary: lowercase, as imported labels and the model use them
 # (a "Pop" from Label Studio and a "pop" from an import must never become two classes).
 DEFAULT_STYLES = ("pop", "bel canto")
@@ -20,7 +22,7 @@ DEFAULT_EMOTIONS = ("happy", "sad", "mixed")
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """A settings, roster or secrets file is missing something; the message says what and where."""
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.errors import ConfigError
+
 SAMPLE_RATE = 48_000
 
 
-class CaptureError(RuntimeError):
+class CaptureError(ConfigError):
     """A problem the recording engineer can act on; the message says what and what to do."""
 
 

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline import __version__ as PIPELINE_VERSION
-
 from capture import __version__ as CAPTURE_VERSION
+from pipeline import __version__ as PIPELINE_VERSION
+from pipeline.errors import ConfigError
 
 STATUS_RECORDING = "recording"
 STATUS_COMPLETE = "complete"
@@ -76,7 +76,7 @@ def safe_component(value: str, what: str) -> str:
     """A session/singer name usable as a folder or id part; refuse what would escape the folder."""
     value = value.strip()
     if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
-        raise ValueError(f"{what} {value!r} cannot be used as a folder name (empty, '.', '..' or contains a slash)")
+        raise ConfigError(f"{what} {value!r} cannot be used as a folder name (empty, '.', '..' or contains a slash)")
     return value
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
@@ -23,17 +23,18 @@ from prefect.futures import as_completed
 
 from pipeline.audio import AudioError
 from pipeline.dataset import Dataset, add_reject
+from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import (
     IngestSettings,
     SourceProblem,
     TakeSource,
+    check_settings,
     discover_takes,
     file_sha256,
     process_take,
     take_id_of,
     write_take,
 )
-from pipeline.models_cache import ModelNotFoundError
 from pipeline.transcribe import resolve_model
 
 TRANSIENT = (TimeoutError, ConnectionError, InterruptedError, BlockingIOError)
@@ -74,11 +75,8 @@ def _retry_transient(task, task_run, state) -> bool:
 
 def model_identity(settings: IngestSettings) -> str:
     """Which weights: the model files' size and mtime, so replaced weights invalidate the cache."""
-    backend = settings.backend if settings.backend != "auto" else "faster-whisper"
-    try:
-        path = resolve_model(settings.model, backend)
-    except ModelNotFoundError:
-        path = resolve_model(settings.model, "openai-whisper")
+    backend = check_settings(settings)  # bad settings or a missing model fail here, before the first take
+    path = resolve_model(settings.model, backend)
     target = path / "model.bin" if path.is_dir() else path
     st = target.stat()
     return f"{settings.model}:{backend}:{st.st_size}:{int(st.st_mtime)}"
@@ -100,13 +98,15 @@ def _cache_key(context, parameters) -> str:
     persist_result=True,
 )
 def ingest_take(source: dict, sha256: str, dataset: str, settings: dict, fingerprint: str, model_identity: str, concurrency: int) -> dict:
-    """One take end to end; bad input becomes a reject (returned, not raised: nothing to retry)."""
+    """One take end to end; bad input (InputError) becomes a reject, returned, not raised: nothing to retry.
+
+    A ConfigError is raised: the flow stops, since every other take would fail the same way."""
     src = TakeSource(**source)
     cfg = IngestSettings.from_dict(settings)
     ds = Dataset(dataset)
     try:
         rows = process_take(src, sha256, cfg, gate=transcription_gate(concurrency))
-    except (AudioError, ValueError) as exc:
+    except InputError as exc:
         reason = exc.problem if isinstance(exc, AudioError) else str(exc)
         add_reject(ds, "ingest", src.path, reason, details=f"{type(exc).__name__}; origin {src.origin}")
         return {"status": "rejected", "source": src.path, "reason": reason}
@@ -195,6 +195,8 @@ def ingest_flow(
         src = futures[fut]
         try:
             result = fut.result()
+        except ConfigError:
+            raise  # a bad setting: stop the run rather than quarantine every take
         except Exception as exc:  # noqa: BLE001 — failed after its retries: quarantine, carry on
             reason = f"failed after retries: {type(exc).__name__}: {exc}"
             add_reject(ds, "ingest", src.path, reason)

@@ -19,6 +19,7 @@ from model.checkpoint import CheckpointError, load_run
 from model.data import Example, encode_labels
 from model.evaluate import task_metrics
 from model.predict import predict_examples
+from pipeline.errors import InputError
 
 CHAMPION, DECISIONS = "champion.json", "decisions.jsonl"
 
@@ -63,7 +64,7 @@ def score_run(run_dir: str | Path, examples: list[Example]) -> tuple[float, dict
         if m:
             metrics[task] = {k: m[k] for k in ("n", "accuracy", "macro_f1", "majority_rate")}
     if not metrics:
-        raise ValueError("no test clip carries a label the model predicts; nothing to compare on")
+        raise InputError("no test clip carries a label the model predicts; nothing to compare on")
     return float(np.mean([m["macro_f1"] for m in metrics.values()])), metrics
 
 

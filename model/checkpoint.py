@@ -17,12 +17,13 @@ from model.config import TrainConfig
 from model.data import Example
 from model.net import MultiTaskNet
 from model.text import Vocab
+from pipeline.errors import InputError
 
 WEIGHTS, CONFIG, LABELS, METRICS, REPORT = "model.safetensors", "config.json", "labels.json", "metrics.json", "report.md"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A run folder that cannot be loaded or does not fit the data it is used on."""
 
 

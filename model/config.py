@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from pipeline import errors
+
 TASKS = ("style", "emotion")
 ENCODERS = ("audio", "lyrics", "audio+lyrics")
 AUDIO_ENCODERS = ("cnn", "transformer", "whisper")
@@ -14,7 +16,7 @@ VARIANTS = ("shared", "concat", "oneway", "coattn")
 FEATURE_NORMS = ("global", "singer", "clip", "none")
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.ConfigError):
     """A configuration value that cannot work; the message names the field and the choices."""
 
 

@@ -14,9 +14,10 @@ import numpy as np
 
 from model.config import TASKS
 from pipeline.dataset import Dataset
+from pipeline.errors import InputError
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """The dataset cannot train this model; the message says why and where."""
 
 

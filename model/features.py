@@ -19,6 +19,7 @@ import numpy as np
 
 from model.data import Example
 from pipeline.audio import decode_audio_bytes
+from pipeline.errors import ConfigError
 from pipeline.preprocess import to_whisper_input
 
 FRAMES_PER_SECOND = 25
@@ -74,7 +75,7 @@ def load_whisper(name: str):
 
 def check_tunable(name: str, n_blocks: int, k: int) -> None:
     if not 0 <= k <= n_blocks:
-        raise ValueError(f"Whisper {name} has {n_blocks} encoder blocks; cannot tune the top {k}")
+        raise ConfigError(f"Whisper {name} has {n_blocks} encoder blocks; cannot tune the top {k}")
 
 
 class WhisperEncoder:
@@ -172,7 +173,7 @@ def clip_features(
                     compute = WhisperEncoder(name, device, below_top)
                 feats = compute(audio)
             else:
-                raise ValueError(f"unknown audio feature encoder {encoder!r}")
+                raise ConfigError(f"unknown audio feature encoder {encoder!r}")
             tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
             np.save(tmp, feats)
             os.replace(tmp, path)
@@ -219,4 +220,4 @@ def normalize_features(
             stacked = np.concatenate(fs, axis=0)
             moments[g] = (stacked.mean(axis=0), stacked.std(axis=0) + 1e-5)
         return [(f - moments[g][0]) / moments[g][1] for f, g in zip(feats, groups)], reference
-    raise ValueError(f"unknown feature normalization {mode!r}")
+    raise ConfigError(f"unknown feature normalization {mode!r}")

@@ -11,6 +11,7 @@ from model.checkpoint import save_run
 from model.config import TrainConfig
 from model.report import add_controls, run_metrics, write_report
 from model.train import RunResult, train_run
+from pipeline.errors import ConfigError
 
 
 def new_run_name(prefix: str = "run") -> str:
@@ -20,7 +21,7 @@ def new_run_name(prefix: str = "run") -> str:
 def train_and_save(dataset, cfg: TrainConfig | None = None, models_dir: str | Path = "models", run_name: str | None = None, progress: bool = True) -> tuple[Path, RunResult, dict]:
     name = run_name or new_run_name()
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise ValueError(f"run name {name!r}: use letters, digits, '.', '_' or '-'")
+        raise ConfigError(f"run name {name!r}: use letters, digits, '.', '_' or '-'")
     run = train_run(dataset, cfg, progress=progress)
     add_controls(run)
     metrics = run_metrics(run)

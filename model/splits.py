@@ -11,8 +11,10 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pipeline.errors import InputError
 
-class SplitLeakageError(ValueError):
+
+class SplitLeakageError(InputError):
     """A singer appears in two splits; singer-wise results would be inflated."""
 
 
@@ -83,7 +85,7 @@ def singer_split(
     """
     singers = sorted(singer_labels)
     if len(singers) < 3 and not test_singers:
-        raise ValueError(f"a singer-wise train/validation/test split needs at least 3 singers; the dataset has {len(singers)}: {singers}")
+        raise InputError(f"a singer-wise train/validation/test split needs at least 3 singers; the dataset has {len(singers)}: {singers}")
     notes = []
     fixed_test = [s for s in test_singers if s in singer_labels]
     if test_singers and len(fixed_test) < len(test_singers):
@@ -111,7 +113,7 @@ def singer_split(
     val += ordered[n_test : n_test + n_val]
     train += ordered[n_test + n_val :]
     if not train:
-        raise ValueError("singer-wise split left no training singer")
+        raise InputError("singer-wise split left no training singer")
     split = SingerSplit(sorted(train), sorted(val), sorted(test), seed, notes)
     return split.check()
 

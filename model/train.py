@@ -24,6 +24,7 @@ from model.net import MultiTaskNet
 from model.splits import SingerSplit, check_examples, singer_split
 from model.text import Vocab
 from pipeline.dataset import Dataset
+from pipeline.errors import InputError
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -255,7 +256,7 @@ def train_run(dataset: Dataset | str, cfg: TrainConfig | None = None, progress: 
     parts = {name: [e for e in examples if e.singer in getattr(split, name)] for name in ("train", "validation", "test")}
     check_examples(parts)
     if not parts["test"]:
-        raise ValueError("the singer-wise split has no test clips")
+        raise InputError("the singer-wise split has no test clips")
     stats = FeatureStats()
     with _Bar(progress) as bar:
         raw = prepare_inputs(examples, cfg, ds, stats, bar.task("features", len(examples)) if "audio" in cfg.model.encoder else None)

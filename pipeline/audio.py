@@ -17,11 +17,12 @@ import numpy as np
 import soundfile as sf
 
 from pipeline.config import AudioConfig
+from pipeline.errors import ConfigError, InputError
 
 _INT_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """A file that cannot be used, with where (path) and why (problem)."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
@@ -190,7 +191,7 @@ def _format_for(path: Path, format: str | None) -> str:
         return format.upper()
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in ("wav", "flac"):
-        raise ValueError(f"{path}: write WAV or FLAC (.wav/.flac), not {path.suffix!r}")
+        raise ConfigError(f"{path}: write WAV or FLAC (.wav/.flac), not {path.suffix!r}")
     return suffix.upper()
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Union
 
+from pipeline.errors import ConfigError
+
 ChannelPolicy = Union[Literal["downmix", "first"], int]
 
 
@@ -24,13 +26,13 @@ class AudioConfig:
 
     def __post_init__(self) -> None:
         if self.on_rate_mismatch not in ("resample", "refuse"):
-            raise ValueError(f"on_rate_mismatch must be 'resample' or 'refuse', not {self.on_rate_mismatch!r}")
+            raise ConfigError(f"on_rate_mismatch must be 'resample' or 'refuse', not {self.on_rate_mismatch!r}")
         if not (self.channels in ("downmix", "first") or (isinstance(self.channels, int) and self.channels >= 0)):
-            raise ValueError(f"channels must be 'downmix', 'first' or a channel index >= 0, not {self.channels!r}")
+            raise ConfigError(f"channels must be 'downmix', 'first' or a channel index >= 0, not {self.channels!r}")
         if not 0.0 <= self.max_clipping_fraction <= 1.0:
-            raise ValueError("max_clipping_fraction must lie in [0, 1]")
+            raise ConfigError("max_clipping_fraction must lie in [0, 1]")
         if self.expected_rate <= 0 or self.max_seconds <= 0:
-            raise ValueError("expected_rate and max_seconds must be positive")
+            raise ConfigError("expected_rate and max_seconds must be positive")
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,8 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.dc not in ("mean", "highpass", "none"):
-            raise ValueError(f"dc must be 'mean', 'highpass' or 'none', not {self.dc!r}")
+            raise ConfigError(f"dc must be 'mean', 'highpass' or 'none', not {self.dc!r}")
         if self.normalize not in ("peak", "rms", "lufs", "none"):
-            raise ValueError(f"normalize must be 'peak', 'rms', 'lufs' or 'none', not {self.normalize!r}")
+            raise ConfigError(f"normalize must be 'peak', 'rms', 'lufs' or 'none', not {self.normalize!r}")
         if self.highpass_hz <= 0:
-            raise ValueError("highpass_hz must be positive")
+            raise ConfigError("highpass_hz must be positive")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.errors import ConfigError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETS = ("gtsinger", "ravdess_song")
 
@@ -22,7 +24,7 @@ def shared_data_dir() -> Path | None:
 def read_labels(name: str, root: Path | None = None) -> pd.DataFrame:
     """One set's labels.csv, with `abs_path` resolved inside that set's folder."""
     if name not in SETS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(SETS)}")
+        raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(SETS)}")
     root = root or shared_data_dir()
     if root is None:
         raise FileNotFoundError("no reference data: set CANTOLAB_DATA to the folder holding gtsinger/ and ravdess_song/")

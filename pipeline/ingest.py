@@ -13,16 +13,17 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.audio import sha256_file
 from pipeline.config import AudioConfig, PreprocessConfig
 from pipeline.dataset import Dataset
+from pipeline.errors import ConfigError, InputError
 from pipeline.ids import take_id_for_content
 from pipeline.records import prepare_take, take_record
 from pipeline.segment import ClipConfig, clip_rows
-from pipeline.transcribe import PRODUCTION_DEFAULT, TranscribeOptions, load_transcriber, review
+from pipeline.transcribe import PRODUCTION_DEFAULT, TranscribeOptions, check_options, load_transcriber, resolve_backend, review
 from pipeline.transcribe.hallucination import HallucinationRules
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class IngestSettings:
                 data[key] = tuple(data[key])
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown ingest settings: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown ingest settings: {', '.join(sorted(unknown))}")
         return cls(**data)
 
     def to_dict(self) -> dict:
@@ -87,6 +88,13 @@ class IngestSettings:
         else:
             lang = self.language
         return replace(self.transcribe, language=lang)
+
+
+def check_settings(settings: IngestSettings) -> str:
+    """Settings that cannot work stop the run here, before the first take; returns the backend that will run."""
+    backend = resolve_backend(settings.model, settings.backend)  # a missing model: ModelNotFoundError (a ConfigError)
+    check_options(backend, settings.transcribe)
+    return backend
 
 
 @dataclass
@@ -141,7 +149,7 @@ def read_import_csv(csv_path: str | Path, root: str | Path, settings: IngestSett
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "path" not in reader.fieldnames:
-            raise ValueError(f"{csv_path}: no 'path' column (columns: {', '.join(reader.fieldnames or [])})")
+            raise ConfigError(f"{csv_path}: no 'path' column (columns: {', '.join(reader.fieldnames or [])})")
         for line, row in enumerate(reader, start=2):
             where = f"{csv_path.name}:{line}"
             rel = _clean(row.get("path"))
@@ -212,7 +220,7 @@ class TakeRows:
 
 
 def process_take(source: TakeSource, sha256: str, settings: IngestSettings = IngestSettings(), gate=None) -> TakeRows:
-    """Validate → preprocess → transcribe → clips. Raises AudioError/ValueError for bad input.
+    """Validate → preprocess → transcribe → clips. Raises InputError (AudioError…) for bad input, ConfigError for bad settings.
 
     `gate`: a context manager held around transcription only (the flow's concurrency limit).
     """
@@ -220,12 +228,12 @@ def process_take(source: TakeSource, sha256: str, settings: IngestSettings = Ing
     take_id = take_id_of(source, sha256)
     manifest = dict(source.manifest)
     manifest.pop("take_id", None)
-    for key in ("peak_dbfs",):
+    for key, kind in (("peak_dbfs", float), ("clipped_samples", int), ("input_overflows", int)):
         if key in manifest:
-            manifest[key] = float(manifest[key])
-    for key in ("clipped_samples", "input_overflows"):
-        if key in manifest:
-            manifest[key] = int(manifest[key])
+            try:
+                manifest[key] = kind(manifest[key])
+            except (TypeError, ValueError):
+                raise InputError(f"{source.origin}: {key} {manifest[key]!r} is not a {kind.__name__}") from None
     if "recovered" in manifest:
         manifest["recovered"] = str(manifest["recovered"]).lower() in ("1", "true", "yes")
     transcriber = load_transcriber(settings.model, settings.backend, settings.compute_type, settings.threads)
@@ -242,7 +250,7 @@ def process_take(source: TakeSource, sha256: str, settings: IngestSettings = Ing
         take_id, prepared.processed.samples, prepared.processed.sample_rate, result, settings.clips,
         session=manifest.get("session"), singer=manifest.get("singer"),
     )  # fmt: skip
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     labels = [
         {"clip_id": c["clip_id"], "style": source.labels.get("style"), "emotion": source.labels.get("emotion"), "resolution": "imported", "annotators": [], "updated_at": now}
         for c in clips

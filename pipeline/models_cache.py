@@ -22,12 +22,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import ConfigError
+
 BUNDLED = ("tiny.en", "base")
 PRODUCTION_DEFAULT = "large-v3"
 _CT2_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(ConfigError, FileNotFoundError):
     """A Whisper model that is not available offline; the message says how to provide it."""
 
 

@@ -14,6 +14,7 @@ from scipy.signal import butter, sosfiltfilt
 
 from pipeline.audio import AudioClip
 from pipeline.config import PreprocessConfig
+from pipeline.errors import ConfigError, InputError
 
 WHISPER_RATE = 16_000
 
@@ -37,7 +38,7 @@ def remove_dc(
         sos = butter(2, highpass_hz, btype="highpass", fs=sample_rate, output="sos")
         padlen = min(x64.size - 1, 3 * sample_rate // max(int(highpass_hz), 1))
         return sosfiltfilt(sos, x64, padlen=max(padlen, 0)), offset
-    raise ValueError(f"unknown DC method {method!r}")
+    raise ConfigError(f"unknown DC method {method!r}")
 
 
 def rms(x: np.ndarray) -> float:
@@ -54,7 +55,7 @@ def normalize(
         return x64, 0.0
     peak = float(np.abs(x64).max()) if x64.size else 0.0
     if peak == 0.0:
-        raise ValueError("cannot normalize digital silence")
+        raise InputError("cannot normalize digital silence")
     if method == "peak":
         gain_db = cfg.target_peak_dbfs - db(peak)
     elif method == "rms":
@@ -65,10 +66,10 @@ def normalize(
         meter = pyloudnorm.Meter(sample_rate)
         loudness = meter.integrated_loudness(x64)
         if not np.isfinite(loudness):
-            raise ValueError("loudness is undefined (signal too short or too quiet for EBU R128 gating)")
+            raise InputError("loudness is undefined (signal too short or too quiet for EBU R128 gating)")
         gain_db = cfg.target_lufs - loudness
     else:
-        raise ValueError(f"unknown normalization {method!r}")
+        raise ConfigError(f"unknown normalization {method!r}")
     # RMS/LUFS targets must not clip: cap the gain so the peak stays under the ceiling.
     if method != "peak":
         gain_db = min(gain_db, cfg.peak_ceiling_dbfs - db(peak))

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from pipeline.audio import encode_flac
+from pipeline.errors import ConfigError
 from pipeline.ids import clip_id
 from pipeline.transcribe.types import ENCODER_FPS, Segment, Transcription
 
@@ -27,7 +28,7 @@ class ClipConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.min_seconds <= self.max_seconds:
-            raise ValueError(f"clip length range must satisfy 0 < min <= max, got {self.min_seconds}–{self.max_seconds}")
+            raise ConfigError(f"clip length range must satisfy 0 < min <= max, got {self.min_seconds}–{self.max_seconds}")
 
 
 @dataclass

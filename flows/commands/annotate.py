@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.commands._errors import fail, user_errors
+
 console = Console()
 annotate_app = typer.Typer(
     help="Double labeling in Label Studio: two independent annotators per clip, adjudication, Cohen's kappa.",
@@ -33,28 +35,22 @@ def _server(home: Path | None, port: int | None):
     return srv
 
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/] {exc}")
-    raise typer.Exit(1)
-
-
 @contextlib.contextmanager
 def _label_studio_errors(where: dict):
-    """Settings problems exit 1; a Label Studio that is not answering exits 2 with a clear message
+    """Settings problems and a Label Studio that is not answering are user errors with a clear message
     (no traceback). The body sets where["url"] once it knows which server it talks to."""
     from annotation.client import is_unavailable
-    from annotation.settings import SettingsError
 
     try:
-        yield
-    except (SettingsError, LookupError) as exc:
-        _fail(exc)
+        with user_errors(LookupError):
+            yield
     except Exception as exc:
         if not is_unavailable(exc):
             raise
-        console.print(f"[red]error:[/] Label Studio at {where.get('url', 'the configured URL')} is not answering "
-                      f"({type(exc).__name__}); start it with `cantolab annotate server start` or set CANTOLAB_LS_URL")
-        raise typer.Exit(2)
+        fail(
+            f"Label Studio at {where.get('url', 'the configured URL')} is not answering ({type(exc).__name__}); "
+            "start it with `cantolab annotate server start` or set CANTOLAB_LS_URL"
+        )
 
 
 @server_app.command("start")
@@ -64,11 +60,8 @@ def server_start(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
     from annotation.settings import write_secrets
 
     srv = _server(home, port)
-    try:
-        with console.status("starting Label Studio (first start on a new data dir takes ~30-60 s)…"):
-            pid = srv.start()
-    except ServerError as exc:
-        _fail(exc)
+    with user_errors(ServerError), console.status("starting Label Studio (first start on a new data dir takes ~30-60 s)…"):
+        pid = srv.start()
     token, _ = srv.credentials()
     path = write_secrets({"url": srv.url, "service_token": token, "document_root": str(srv.document_root)})
     console.print(f"Label Studio is up at [bold]{srv.url}[/] (pid {pid}); token and document root saved in {path}")
@@ -138,8 +131,7 @@ def sync(
             with console.status("syncing with Label Studio…"):
                 report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root)
     except SyncInterrupted as exc:
-        console.print(f"[yellow]{exc}[/]")
-        raise typer.Exit(2)
+        fail(exc)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
         return
@@ -191,25 +183,20 @@ def predict_push(
     from annotation.workspace import open_workspace
     from pipeline.dataset import Dataset
 
-    ws = open_workspace(settings, roster, document_root)
+    with user_errors():
+        ws = open_workspace(settings, roster, document_root)
     ds = Dataset(dataset)
     try:
-        if predictions:
-            rows = json.loads(Path(predictions).read_text())
-            preds = [Prediction(r["clip_id"], r["style_probs"], r["emotion_probs"]) for r in rows]
-        else:
-            from model.checkpoint import CheckpointError
-            from model.predict import predict_clips
+        with user_errors(json.JSONDecodeError, FileNotFoundError):
+            if predictions:
+                rows = json.loads(Path(predictions).read_text())
+            else:
+                from model.predict import predict_clips
 
-            try:
                 rows = predict_clips(model, ds)
-            except CheckpointError as exc:
-                raise RuntimeError(str(exc)) from None
             preds = [Prediction(r["clip_id"], r["style_probs"], r["emotion_probs"]) for r in rows]
     except KeyError as exc:
-        _fail(RuntimeError(f"predictions lack {exc.args[0]}: pre-annotations need both style and emotion probabilities"))
-    except (RuntimeError, json.JSONDecodeError) as exc:
-        _fail(exc)
+        fail(f"predictions lack {exc.args[0]}: pre-annotations need both style and emotion probabilities")
     n = push_predictions(ws.client, list(ws.projects().first.values()), preds, model_version=Path(model).name)
     console.print(f"pushed {n} pre-annotations; open the tab 'Most uncertain first' in each project")
 

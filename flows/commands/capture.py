@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from flows.commands._errors import fail, user_errors
+
 DEFAULT_RECORDINGS = Path(os.environ.get("CANTOLAB_RECORDINGS", "RECORDINGS"))
 DEVICE_HELP = (
     "Input device: index, or part of its name (e.g. the interface's model). "
@@ -22,11 +24,6 @@ capture_app = typer.Typer(
 
 def _device_option(value: Optional[str]) -> Optional[str]:
     return value if value not in (None, "") else os.environ.get("CANTOLAB_CAPTURE_DEVICE") or None
-
-
-def _fail(console, message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 @capture_app.command("devices")
@@ -48,7 +45,7 @@ def devices(device: Optional[str] = typer.Option(None, "--device", "-d", help=DE
         state = "can record at 48 kHz / 24-bit" if chosen.can_48k_24bit else "[red]cannot record at 48 kHz / 24-bit[/]"
         out.print(f"→ configured device: {chosen.label()}: {state}")
     if problem:
-        _fail(out, problem)
+        fail(problem)
 
 
 @capture_app.command("record")
@@ -68,7 +65,6 @@ def record(
     """Record one take until N seconds, Enter or Ctrl-C: RECORDINGS/<session>/<take_id>.wav + .json."""
     from rich.live import Live
 
-    from capture.devices import CaptureError
     from capture.display import console, live_panel, summary_panel
     from capture.recorder import TakeRequest, record_take
 
@@ -103,12 +99,11 @@ def record(
             warned["overflow"] = stats.elapsed
             live.console.print(f"[yellow]⚠ input overflow at {stats.elapsed:.1f} s ({stats.input_overflows} so far)[/]")
 
-    try:
-        result = record_take(req, on_start=on_start, on_tick=on_tick, watch_enter=True)
-    except (CaptureError, ValueError) as exc:
-        live.stop()
-        _fail(out, str(exc))
-    live.stop()
+    with user_errors():
+        try:
+            result = record_take(req, on_start=on_start, on_tick=on_tick, watch_enter=True)
+        finally:
+            live.stop()
     out.print(summary_panel(result))
     if result.device_hung:  # PortAudio's exit handler would hang on the dead device; all is on disk
         out.file.flush()
@@ -124,17 +119,13 @@ def check(
     seconds: float = typer.Option(5.0, "--seconds", "-n", min=0.5, help="Length of the test recording."),
 ) -> None:
     """Level check before a session: noise floor, peak, DC offset and clipping (nothing is saved)."""
-    from capture.devices import CaptureError
     from capture.display import console, level_report_panel
     from capture.levels import analyse
     from capture.recorder import SAMPLE_RATE, record_to_memory
 
     out = console()
-    try:
-        with out.status(f"listening for {seconds:g} s: sing the loudest passage…"):
-            samples, dev, overflows = record_to_memory(_device_option(device), channel, seconds)
-    except CaptureError as exc:
-        _fail(out, str(exc))
+    with user_errors(), out.status(f"listening for {seconds:g} s: sing the loudest passage…"):
+        samples, dev, overflows = record_to_memory(_device_option(device), channel, seconds)
     out.print(level_report_panel(analyse(samples, SAMPLE_RATE, overflows), dev, channel))
 
 
@@ -147,10 +138,8 @@ def recover(recordings: Path = typer.Argument(DEFAULT_RECORDINGS, help="Recordin
     from capture.recover import recover_all
 
     out = console()
-    try:
+    with user_errors(FileNotFoundError):
         outcomes = recover_all(recordings)
-    except FileNotFoundError as exc:
-        _fail(out, str(exc))
     table = Table(title=f"Takes under {recordings}")
     for col in ("take", "action", "seconds"):
         table.add_column(col)

@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.dataset import Dataset, DatasetError
+from flows.commands._errors import fail, user_errors
+from pipeline.dataset import Dataset
 from pipeline.dataset.info import summarize
 
 dataset_app = typer.Typer(help="Inspect the Parquet dataset (takes, clips, features, annotations, labels, rejects).", no_args_is_help=True)
@@ -49,13 +50,9 @@ def info(
     """Row counts, hours of audio, singers and the label distribution (style × emotion)."""
     ds = Dataset(root)
     if not ds.fs.exists(ds._base):
-        console.print(f"[red]error:[/] no dataset at {root} (the folder does not exist)")
-        raise typer.Exit(2)
-    try:
+        fail(f"no dataset at {root} (the folder does not exist)")
+    with user_errors():
         summary = summarize(ds)
-    except DatasetError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from pipeline.models_cache import PRODUCTION_DEFAULT, ModelNotFoundError
+from flows.commands._errors import user_errors
+from pipeline.models_cache import PRODUCTION_DEFAULT
 
 console = Console(stderr=True)
 
@@ -76,23 +77,18 @@ def ingest(
     from pipeline.ingest import IngestSettings, discover_takes
 
     settings = _settings(model, backend, language, beam_size, word_timestamps, vad, condition_on_previous_text, min_clip, max_clip, features, threads, normalize)
-    try:
+    with user_errors(FileNotFoundError):  # bad settings or a missing model stop here, before the first take
         cfg = IngestSettings.from_dict(settings)
-        model_identity(cfg)  # a missing model is reported before anything starts
+        model_identity(cfg)
         sources, _ = discover_takes(recordings, import_csv, cfg)
-    except (ValueError, FileNotFoundError) as exc:  # ModelNotFoundError is a FileNotFoundError
-        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(2)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=as_json) as progress:
         bar = progress.add_task(f"ingesting {recordings}", total=len(sources))
         listener = lambda result: progress.advance(bar)  # noqa: E731
         PROGRESS_LISTENERS.append(listener)
         try:
-            report = ingest_flow(str(recordings), dataset, str(import_csv) if import_csv else None, settings, concurrency)
-        except ModelNotFoundError as exc:
-            console.print(f"[red]error:[/] {exc}", soft_wrap=True)
-            raise typer.Exit(2)
+            with user_errors():
+                report = ingest_flow(str(recordings), dataset, str(import_csv) if import_csv else None, settings, concurrency)
         finally:
             PROGRESS_LISTENERS.remove(listener)
     if as_json:

@@ -11,13 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.commands._errors import user_errors
+
 console = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/] {message}")
-    raise typer.Exit(2)
 
 
 def train(
@@ -36,12 +32,10 @@ def train(
 
     Every figure is on held-out singers (no singer in two splits), as mean ± std over seeds beside the majority-class rate.
     """
-    from model.config import ConfigError, TrainConfig
-    from model.data import DataError
+    from model.config import TrainConfig
     from model.runs import train_and_save
-    from model.splits import SplitLeakageError
 
-    try:
+    with user_errors(FileNotFoundError):
         cfg = TrainConfig.load(config) if config else TrainConfig()
         model_over = {k: v for k, v in {"encoder": encoder, "variant": variant}.items() if v}
         if model_over:
@@ -54,9 +48,6 @@ def train(
             cfg = replace(cfg, seeds=tuple(range(seeds)))
         cfg.validate()
         folder, result, metrics = train_and_save(dataset, cfg, models_dir, run, progress=not quiet)
-    except (ConfigError, DataError, SplitLeakageError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-        return
     from model.evaluate import fmt
 
     table = Table(title=f"{folder.name}: test singers {', '.join(result.split.test)}")
@@ -75,15 +66,10 @@ def predict(
     lyrics: str = typer.Option("", help="Transcript to pair with the audio (models that read lyrics)."),
 ) -> None:
     """Style and emotion with their probabilities, per clip."""
-    from model.checkpoint import CheckpointError
     from model.predict import predict_paths
-    from pipeline.audio import AudioError
 
-    try:
+    with user_errors(FileNotFoundError):
         rows = predict_paths(model, target, transcript=lyrics)
-    except (CheckpointError, AudioError, FileNotFoundError) as exc:
-        _fail(str(exc))
-        return
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".json":

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.dataset.schemas import KEYS, READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, VOLATILE
+from pipeline.errors import InputError
 
 HASH_COLUMN = "_row_hash"
 _PART = re.compile(r"^part-(\d{10})-[0-9a-f]{8}\.parquet$")
@@ -34,7 +35,7 @@ _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset that cannot be read or written as asked, with the table and file at fault."""
 
 

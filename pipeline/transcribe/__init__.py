@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from pipeline.errors import ConfigError
 from pipeline.models_cache import (
     BUNDLED,
     PRODUCTION_DEFAULT,
@@ -40,7 +41,9 @@ __all__ = [
     "Word",
     "flag_segments",
     "review",
+    "check_options",
     "load_transcriber",
+    "resolve_backend",
     "resolve_model",
 ]
 
@@ -58,7 +61,7 @@ def _hf_cache_ct2(name: str) -> Path | None:
 def resolve_model(model: str, backend: str) -> Path:
     """The local files for `model` (a name or a path) and `backend`, or ModelNotFoundError."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     path = Path(model).expanduser()
     if path.exists():
         if backend == "faster-whisper" and (path / "model.bin").is_file():
@@ -86,6 +89,29 @@ def resolve_model(model: str, backend: str) -> Path:
     raise ModelNotFoundError(how_to_provide(model))
 
 
+def resolve_backend(model: str, backend: str = "auto") -> str:
+    """The backend that will run `model`: "auto" is faster-whisper when its files exist, else openai-whisper."""
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend: unknown {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+        return backend
+    try:
+        resolve_model(model, "faster-whisper")
+        return "faster-whisper"
+    except ModelNotFoundError:
+        try:
+            resolve_model(model, "openai-whisper")
+        except ModelNotFoundError:
+            raise ModelNotFoundError(how_to_provide(model)) from None
+        return "openai-whisper"
+
+
+def check_options(backend: str, options: TranscribeOptions) -> None:
+    """Options the resolved backend cannot honour are a ConfigError before any take, not a reject per take."""
+    if backend == "openai-whisper" and options.vad_filter:
+        raise ConfigError("transcribe.vad_filter (--vad) is a faster-whisper option; the openai-whisper backend has no VAD")
+
+
 _LOADED: dict[tuple, object] = {}
 _LOCK = threading.Lock()
 
@@ -100,16 +126,7 @@ def load_transcriber(
 
     backend "auto": faster-whisper when its model is available, else openai-whisper.
     """
-    if backend == "auto":
-        try:
-            resolve_model(model, "faster-whisper")
-            backend = "faster-whisper"
-        except ModelNotFoundError:
-            try:
-                resolve_model(model, "openai-whisper")
-            except ModelNotFoundError:
-                raise ModelNotFoundError(how_to_provide(model)) from None
-            backend = "openai-whisper"
+    backend = resolve_backend(model, backend)
     key = (model, backend, compute_type, threads)
     with _LOCK:
         if key not in _LOADED:

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import InputError
+
 # Order of CTranslate2's DataType enum (include/ctranslate2/types.h).
 _DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16, None)  # None: bfloat16 (unsupported here)
 
 
-class CT2FormatError(ValueError):
-    pass
+class CT2FormatError(InputError):
+    """A model.bin that is not a CTranslate2 model this reader understands."""
 
 
 def read_ct2_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str], str]:

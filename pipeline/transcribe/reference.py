@@ -43,8 +43,9 @@ class OpenAIWhisperTranscriber:
         import whisper
         from whisper.audio import N_SAMPLES, log_mel_spectrogram
 
-        if options.vad_filter:
-            raise ValueError("vad_filter is a faster-whisper option; the openai-whisper backend has no VAD")
+        from pipeline.transcribe import check_options
+
+        check_options(self.backend, options)
         audio16k = np.ascontiguousarray(audio16k, dtype=np.float32)
         collector = hook = None
         if options.keep_encoder_frames:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.errors import ConfigError
+
 # Whisper encoder frames per second (30-s window → 1500 frames).
 ENCODER_FPS = 50
 
@@ -28,9 +30,9 @@ class TranscribeOptions:
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
-            raise ValueError("beam_size must be >= 1")
+            raise ConfigError("beam_size must be >= 1")
         if not self.temperature or any(t < 0 for t in self.temperature):
-            raise ValueError("temperature must be a non-empty sequence of values >= 0")
+            raise ConfigError("temperature must be a non-empty sequence of values >= 0")
 
     def fingerprint(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}

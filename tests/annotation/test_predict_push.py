@@ -57,7 +57,7 @@ def test_cli_refuses_a_missing_model_and_pushes_a_predictions_file(workflow, tmp
     settings.write_text('[annotation]\nproject_prefix = "Shared"\n')
     args = ["annotate", "predict-push", "no-such-model", "--dataset", str(wf.dataset.root), "--roster", str(roster), "--settings", str(settings)]
     res = CliRunner().invoke(app, args)
-    assert res.exit_code == 1 and "not a model run folder" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "not a model run folder" in " ".join(res.output.split())
     preds = tmp_path / "preds.json"
     preds.write_text(json.dumps([p.__dict__ for p in _preds(wf.clips)]))
     res = CliRunner().invoke(app, [*args, "--predictions", str(preds)])

@@ -95,7 +95,7 @@ def test_a_44_1_khz_only_device_is_refused(tmp_path, studio_source):
         device = Device(_env(config, server.env), config, studio_source)
         run = capture_cli(record_args(tmp_path / "REC", "--seconds", "1"), device)
         assert run.returncode == 2, run.stdout + run.stderr
-        text = " ".join(run.stdout.split())
+        text = " ".join(run.stderr.split())
         assert "cannot record at 48000 Hz" in text and "never resamples" in text
         assert not list(tmp_path.rglob("*.wav"))
         listing = capture_cli(["devices", "--device", "virtual"], device)

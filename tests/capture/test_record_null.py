@@ -96,8 +96,8 @@ def test_unknown_device_lists_the_devices_there_are(tmp_path, null_device):
     args[args.index("virtual")] = "Scarlett 18i20"
     run = capture_cli(args, null_device)
     assert run.returncode == 2
-    assert "no input device matches 'Scarlett 18i20'" in run.stdout
-    assert "cantolab_virtual_interface (ALSA)" in run.stdout
+    assert "no input device matches 'Scarlett 18i20'" in run.stderr
+    assert "cantolab_virtual_interface (ALSA)" in run.stderr
     assert not (tmp_path / "REC").exists() or not list((tmp_path / "REC").rglob("*.wav"))
 
 
@@ -105,7 +105,7 @@ def test_too_little_disk_space_is_refused(tmp_path, null_device):
     args = record_args(tmp_path / "REC", "--seconds", "1")
     args[args.index("--min-free-minutes") + 1] = "1e12"
     run = capture_cli(args, null_device)
-    assert run.returncode == 2 and "minutes of 48 kHz / 24-bit audio fit" in run.stdout
+    assert run.returncode == 2 and "minutes of 48 kHz / 24-bit audio fit" in run.stderr
     assert not list(tmp_path.rglob("*.wav"))
 
 

@@ -91,7 +91,7 @@ def test_sync_without_a_token_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setenv("CANTOLAB_LS_SECRETS", str(tmp_path / "none.json"))
     monkeypatch.setenv("CANTOLAB_LS_DOCUMENT_ROOT", str(tmp_path))
     res = CliRunner().invoke(app, ["annotate", "sync", str(tmp_path / "ds")])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "CANTOLAB_LS_TOKEN" in res.output
 
 

@@ -26,7 +26,7 @@ def test_dataset_info_prints_counts_and_label_table(tmp_dataset):
 
 def test_dataset_info_on_missing_folder_is_a_clear_error(tmp_path):
     out = subprocess.run([*CLI, "dataset", "info", str(tmp_path / "nope")], capture_output=True, text=True)
-    assert out.returncode == 2 and "no dataset at" in out.stdout
+    assert out.returncode == 2 and "no dataset at" in out.stderr
 
 
 def test_help_lists_the_commands():

@@ -185,3 +185,22 @@ def test_only_transient_errors_are_retried():
     assert is_transient(TimeoutError()) and is_transient(ConnectionResetError()) and is_transient(OSError(5, "EIO"))
     assert not is_transient(FileNotFoundError()) and not is_transient(PermissionError())
     assert not is_transient(AudioError("x.wav", "truncated")) and not is_transient(ValueError("bad"))
+
+
+def test_a_bad_setting_fails_at_once_instead_of_quarantining_every_take(recordings, tmp_path):
+    """openai-whisper has no VAD: exit 2 before the first take, not one reject per take."""
+    ds = tmp_path / "ds"
+    result = CliRunner().invoke(app, ["ingest", str(recordings), "--dataset", str(ds), *CLI_SETTINGS, "--backend", "openai-whisper", "--vad"])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert message.startswith("error: ") and "vad_filter" in message and "openai-whisper" in message
+    assert "Traceback" not in result.output
+    assert not ds.exists()  # nothing written: no takes, no rejects
+
+
+def test_the_flow_itself_refuses_a_bad_setting_before_the_first_take(prefect_harness, recordings, tmp_path):
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="vad_filter"):
+        ingest_flow(str(recordings), str(tmp_path / "ds"), settings={**SETTINGS, "backend": "openai-whisper", "transcribe": {"vad_filter": True}})
+    assert Dataset(tmp_path / "ds").count("rejects") == 0
