@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from annotation.settings import LabelSets
+from pipeline.vocabulary import LabelSets
 
 FIELDS = ("style", "emotion")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from annotation.settings import LabelSets
+from pipeline.vocabulary import LabelSets
 
 STYLE_KEYS = "123456789"
 EMOTION_KEYS = "qwertyuio"

@@ -16,8 +16,8 @@ import pandas as pd  # noqa: E402
 
 from annotation.agreement import FieldAgreement, cooccurrence, field_agreement, low_agreement  # noqa: E402
 from annotation.resolve import FIELDS, first_round_pairs  # noqa: E402
-from annotation.settings import LabelSets  # noqa: E402
 from pipeline.dataset import Dataset  # noqa: E402
+from pipeline.vocabulary import LabelSets  # noqa: E402
 
 
 @dataclass

@@ -14,29 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+from pipeline.settings import read_table, settings_path
+from pipeline.vocabulary import LabelSets, load_label_sets
 
-# Label values are the dataset's vocabulary: lowercase, as imported labels and the model use them
-# (a "Pop" from Label Studio and a "pop" from an import must never become two classes).
-DEFAULT_STYLES = ("pop", "bel canto")
-DEFAULT_EMOTIONS = ("happy", "sad", "mixed")
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 class SettingsError(ConfigError):
     """A settings, roster or secrets file is missing something; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class LabelSets:
-    styles: tuple[str, ...] = DEFAULT_STYLES
-    emotions: tuple[str, ...] = DEFAULT_EMOTIONS
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "styles", tuple(str(v).strip().lower() for v in self.styles))
-        object.__setattr__(self, "emotions", tuple(str(v).strip().lower() for v in self.emotions))
-
-    def field_values(self) -> dict[str, tuple[str, ...]]:
-        return {"style": self.styles, "emotion": self.emotions}
 
 
 @dataclass(frozen=True)
@@ -64,7 +49,7 @@ class Roster:
 
 @dataclass(frozen=True)
 class AnnotationSettings:
-    """Where the server is and what the projects are called; label sets come from here too."""
+    """Where the server is and what the projects are called; the label sets are the settings file's `[labels]`."""
 
     url: str = DEFAULT_URL
     labels: LabelSets = field(default_factory=LabelSets)
@@ -73,19 +58,13 @@ class AnnotationSettings:
 
     @staticmethod
     def load(path: str | os.PathLike | None = None) -> "AnnotationSettings":
-        """Defaults, then the [annotation] table of a TOML file, then CANTOLAB_LS_URL."""
-        data: dict = {}
-        if path is not None:
-            p = Path(path)
-            if not p.is_file():
-                raise SettingsError(f"{p}: settings file not found")
-            data = tomllib.loads(p.read_text()).get("annotation", {})
-        labels = LabelSets(
-            styles=tuple(data.get("styles", DEFAULT_STYLES)), emotions=tuple(data.get("emotions", DEFAULT_EMOTIONS))
-        )
-        for name, values in labels.field_values().items():
-            if len(values) < 2 or len(set(values)) != len(values):
-                raise SettingsError(f"{path}: {name} needs at least two distinct labels, got {list(values)}")
+        """Defaults, then the [annotation] and [labels] tables of the settings file (`path`, else
+        $CANTOLAB_SETTINGS), then CANTOLAB_LS_URL."""
+        data = read_table(path, "annotation")
+        moved = {"styles", "emotions"} & set(data)
+        if moved:
+            raise SettingsError(f"{settings_path(path)}: {', '.join(sorted(moved))} moved from [annotation] to the [labels] table, which every stage reads")
+        labels = load_label_sets(path)
         url = os.environ.get("CANTOLAB_LS_URL") or data.get("url", DEFAULT_URL)
         return AnnotationSettings(
             url=url.rstrip("/"),

@@ -5,6 +5,7 @@ Each stage is one `step_*` function so that each owner can grow it without touch
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -12,9 +13,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.data import read_labels, shared_data_dir
+from pipeline.data import SETS, label_sets_for, read_labels, shared_data_dir
 from pipeline.dataset import Dataset
+from pipeline.fsio import atomic_write_text
+from pipeline.settings import SETTINGS_ENV
 from pipeline.synth import synth_session
+from pipeline.vocabulary import LabelSets, load_label_sets
 
 console = Console()
 
@@ -35,6 +39,15 @@ def demo_recordings() -> tuple[list[dict], str]:
     return rows, str(data)
 
 
+def use_settings_file(path: Path, labels: LabelSets) -> LabelSets:
+    """Write the demo's settings file ([labels]: the reference sets' classes) and make it this process's
+    $CANTOLAB_SETTINGS, so that ingest and training read the same vocabulary."""
+    lines = ["[labels]", f"styles = {json.dumps(list(labels.styles))}", f"emotions = {json.dumps(list(labels.emotions))}", ""]
+    atomic_write_text(path, "\n".join(lines))
+    os.environ[SETTINGS_ENV] = str(path.resolve())
+    return load_label_sets(path)
+
+
 def step_ingest(dataset_root: Path) -> Dataset:
     """The real ingest flow over the reference recordings (GTSinger by default) with the bundled
     `base` model; their labels come in as `imported`. Prints transcription quality vs the lyrics.
@@ -49,7 +62,6 @@ def step_ingest(dataset_root: Path) -> Dataset:
 
     from flows.commands.ingest import print_report
     from flows.ingest import PROGRESS_LISTENERS, ingest_flow, quiet_run_logs
-    from pipeline.ingest import EMOTIONS
     from pipeline.transcribe.quality import corpus_rates
 
     quiet_run_logs()
@@ -57,8 +69,8 @@ def step_ingest(dataset_root: Path) -> Dataset:
     wanted = set(os.environ.get("CANTOLAB_DEMO_SETS", "gtsinger").split(","))
     rows = [r for r in rows if r.get("session") in wanted or not r.get("session")]
     root = os.path.commonpath([os.path.dirname(r["abs_path"]) for r in rows])
-    emotions = tuple(dict.fromkeys([*EMOTIONS, *(str(r["emotion"]).lower() for r in rows if isinstance(r.get("emotion"), str))]))
-    settings = {"model": os.environ.get("CANTOLAB_DEMO_MODEL", "base"), "emotions": emotions}
+    labels = use_settings_file(dataset_root.parent / "cantolab.toml", label_sets_for(wanted & set(SETS)))
+    settings = {"model": os.environ.get("CANTOLAB_DEMO_MODEL", "base"), "labels": {"styles": labels.styles, "emotions": labels.emotions}}
     import_csv = dataset_root.parent / "import.csv"
     import_csv.parent.mkdir(parents=True, exist_ok=True)
     fields = ["path", "session", "singer", "song", "language", "style", "emotion"]

@@ -15,6 +15,7 @@ import numpy as np
 from model.config import TASKS
 from pipeline.dataset import Dataset
 from pipeline.errors import InputError
+from pipeline.vocabulary import LabelSets
 
 
 class DataError(InputError):
@@ -79,11 +80,22 @@ def load_examples(dataset: Dataset | str, tasks: tuple[str, ...] = TASKS) -> lis
     return examples
 
 
-def label_maps(examples: list[Example], tasks: tuple[str, ...]) -> dict[str, list[str]]:
-    """Sorted class names per task; a task with fewer than two classes cannot be learned."""
+def label_maps(examples: list[Example], tasks: tuple[str, ...], vocabulary: LabelSets | None = None) -> dict[str, list[str]]:
+    """Sorted class names per task; a task with fewer than two classes cannot be learned.
+
+    With `vocabulary` (the settings file's `[labels]`), a class outside it is a DataError: the dataset
+    and the label set the team agreed on disagree, and the model must not learn a stray class.
+    """
     maps = {}
+    allowed = vocabulary.field_values() if vocabulary is not None else {}
     for task in tasks:
         classes = sorted({e.labels.get(task) for e in examples} - {None})
+        stray = [c for c in classes if task in allowed and c not in allowed[task]]
+        if stray:
+            raise DataError(
+                f"{task} label(s) {stray} are not in the label vocabulary {list(allowed[task])}; "
+                "add them to the [labels] table of the settings file ($CANTOLAB_SETTINGS) or fix the labels"
+            )
         if len(classes) < 2:
             seen = classes[0] if classes else "no labels at all"
             raise DataError(

@@ -25,6 +25,7 @@ from model.splits import SingerSplit, check_examples, singer_split
 from model.text import Vocab
 from pipeline.dataset import Dataset
 from pipeline.errors import InputError
+from pipeline.vocabulary import load_label_sets
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -248,7 +249,7 @@ def train_run(dataset: Dataset | str, cfg: TrainConfig | None = None, progress: 
     cfg = (cfg or TrainConfig()).validate()
     ds = dataset if isinstance(dataset, Dataset) or dataset is None else Dataset(dataset)
     examples = examples if examples is not None else load_examples(ds, cfg.tasks)
-    maps = label_maps(examples, cfg.tasks)
+    maps = label_maps(examples, cfg.tasks, load_label_sets())  # the one vocabulary (settings file [labels])
     by_singer: dict[str, list] = {}
     for e in examples:
         by_singer.setdefault(e.singer, []).append(e.labels.get(cfg.tasks[0]))

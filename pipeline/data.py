@@ -8,9 +8,25 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import ConfigError
+from pipeline.vocabulary import LabelSets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETS = ("gtsinger", "ravdess_song")
+# Each reference set's classes: GTSinger uses the default vocabulary; RAVDESS songs have six emotions.
+LABEL_SETS = {
+    "gtsinger": LabelSets(),
+    "ravdess_song": LabelSets(emotions=("neutral", "calm", "happy", "sad", "angry", "fearful")),
+}
+
+
+def label_sets_for(names) -> LabelSets:
+    """The vocabulary covering the given reference sets (the default one's classes first)."""
+    styles = dict.fromkeys(LabelSets().styles)
+    emotions = dict.fromkeys(LabelSets().emotions)
+    for name in names:
+        styles.update(dict.fromkeys(LABEL_SETS[name].styles))
+        emotions.update(dict.fromkeys(LABEL_SETS[name].emotions))
+    return LabelSets(tuple(styles), tuple(emotions))
 
 
 def shared_data_dir() -> Path | None:

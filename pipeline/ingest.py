@@ -25,6 +25,7 @@ from pipeline.records import prepare_take, take_record
 from pipeline.segment import ClipConfig, clip_rows
 from pipeline.transcribe import PRODUCTION_DEFAULT, TranscribeOptions, check_options, load_transcriber, resolve_backend, review
 from pipeline.transcribe.hallucination import HallucinationRules
+from pipeline.vocabulary import LabelSets, normalize_label
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,6 @@ MANIFEST_FIELDS = (
     "take_id", "session", "singer", "song", "notes", "device_name", "host_api", "microphone", "started_at",
     "peak_dbfs", "clipped_samples", "input_overflows", "tool_version", "recovered", "language",
 )  # fmt: skip
-LABEL_FIELDS = ("style", "emotion")
-STYLES = ("pop", "bel canto")
-EMOTIONS = ("happy", "sad")
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,7 @@ class IngestSettings:
     clips: ClipConfig = ClipConfig()
     audio: AudioConfig = AudioConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
-    styles: tuple[str, ...] = STYLES
-    emotions: tuple[str, ...] = EMOTIONS
+    labels: LabelSets = LabelSets()  # the `[labels]` of the settings file; imported labels must be one of these
 
     @classmethod
     def from_dict(cls, data: dict | None) -> IngestSettings:
@@ -66,9 +63,8 @@ class IngestSettings:
                 if key == "transcribe" and "temperature" in value:
                     value["temperature"] = tuple(value["temperature"])
                 data[key] = kind(**value)
-        for key in ("styles", "emotions"):
-            if key in data:
-                data[key] = tuple(data[key])
+        if isinstance(data.get("labels"), dict):
+            data["labels"] = LabelSets(**{k: tuple(v) for k, v in data["labels"].items()})
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"unknown ingest settings: {', '.join(sorted(unknown))}")
@@ -131,11 +127,11 @@ def _clean(value) -> str | None:
 
 def _labels_of(row: dict, settings: IngestSettings) -> tuple[dict | None, str | None]:
     labels = {}
-    for key, allowed in (("style", settings.styles), ("emotion", settings.emotions)):
+    for key, allowed in settings.labels.field_values().items():
         value = _clean(row.get(key))
         if value is None:
             continue
-        value = value.lower()
+        value = normalize_label(value)
         if value not in allowed:
             return None, f"unknown {key} {value!r} (allowed: {', '.join(allowed)})"
         labels[key] = value

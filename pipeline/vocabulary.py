@@ -7,9 +7,11 @@ classes sets `[labels]` in its settings file; everything downstream reads the sa
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from pipeline.errors import ConfigError
+from pipeline.settings import read_table, settings_path
 
 STYLES: tuple[str, ...] = ("pop", "bel canto")
 EMOTIONS: tuple[str, ...] = ("happy", "sad", "mixed")
@@ -38,3 +40,15 @@ class LabelSets:
 
     def field_values(self) -> dict[str, tuple[str, ...]]:
         return {"style": self.styles, "emotion": self.emotions}
+
+
+def load_label_sets(path: str | os.PathLike | None = None) -> LabelSets:
+    """The `[labels]` table of the settings file (`path`, else $CANTOLAB_SETTINGS); the defaults without one."""
+    data = read_table(path, "labels")
+    unknown = set(data) - {"styles", "emotions"}
+    if unknown:
+        raise ConfigError(f"{settings_path(path)}: [labels] has unknown key(s) {', '.join(sorted(unknown))}; it takes styles and emotions")
+    for name, value in data.items():
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{settings_path(path)}: labels.{name} must be a list of strings, got {value!r}")
+    return LabelSets(**{k: tuple(v) for k, v in data.items()})

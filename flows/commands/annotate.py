@@ -22,7 +22,7 @@ annotate_app.add_typer(server_app, name="server")
 
 HOME_OPT = typer.Option(None, "--home", help="Server home (data/, media/, log); default ~/.local/share/cantolab/labelstudio or CANTOLAB_LS_HOME.")
 PORT_OPT = typer.Option(None, "--port", "-p", help="Loopback port (start: default 8080; stop/status: the one recorded at start).")
-SETTINGS_OPT = typer.Option(None, "--settings", help="TOML with an [annotation] table: styles, emotions, url, project_prefix.")
+SETTINGS_OPT = typer.Option(None, "--settings", help="Settings TOML: [labels] styles, emotions; [annotation] url, project_prefix (default $CANTOLAB_SETTINGS).")
 ROSTER_OPT = typer.Option(None, "--roster", help="roster.toml: annotators = [...], adjudicator = \"...\" (default CANTOLAB_ROSTER or ~/.config/cantolab/roster.toml).")
 ROOT_OPT = typer.Option(None, "--document-root", help="The server's LOCAL_FILES_DOCUMENT_ROOT (default: recorded by `server start`).")
 

@@ -15,8 +15,9 @@ from pipeline.models_cache import PRODUCTION_DEFAULT
 console = Console(stderr=True)
 
 
-def _settings(model, backend, language, beam_size, word_timestamps, vad, condition, min_clip, max_clip, features, threads, normalize) -> dict:
+def _settings(model, backend, language, beam_size, word_timestamps, vad, condition, min_clip, max_clip, features, threads, normalize, labels) -> dict:
     return {
+        "labels": labels,
         "model": model,
         "backend": backend,
         "language": language,
@@ -61,6 +62,7 @@ def ingest(
     normalize: str = typer.Option("peak", help="peak | rms | lufs | none."),
     concurrency: int = typer.Option(1, min=1, help="Takes transcribed at once in this process."),
     threads: int = typer.Option(0, help="CPU threads per transcription (0: all cores)."),
+    settings_file: Path = typer.Option(None, "--settings", help="Settings TOML; its [labels] table (styles, emotions) is the label vocabulary. Default: $CANTOLAB_SETTINGS."),
     as_json: bool = typer.Option(False, "--json", help="Print the flow's report as JSON on stdout."),
 ) -> None:
     """Ingest new takes: validate, remove DC, normalize, transcribe sung lyrics, cut clips, write the dataset.
@@ -75,9 +77,14 @@ def ingest(
     if logging.getLogger().level > logging.DEBUG:  # `cantolab -v ingest` keeps Prefect's run logs
         quiet_run_logs()
     from pipeline.ingest import IngestSettings, discover_takes
+    from pipeline.vocabulary import load_label_sets
 
-    settings = _settings(model, backend, language, beam_size, word_timestamps, vad, condition_on_previous_text, min_clip, max_clip, features, threads, normalize)
     with user_errors(FileNotFoundError):  # bad settings or a missing model stop here, before the first take
+        labels = load_label_sets(settings_file)
+        settings = _settings(
+            model, backend, language, beam_size, word_timestamps, vad, condition_on_previous_text, min_clip, max_clip, features, threads, normalize,
+            {"styles": list(labels.styles), "emotions": list(labels.emotions)},
+        )  # fmt: skip
         cfg = IngestSettings.from_dict(settings)
         model_identity(cfg)
         sources, _ = discover_takes(recordings, import_csv, cfg)

@@ -204,3 +204,33 @@ def test_the_flow_itself_refuses_a_bad_setting_before_the_first_take(prefect_har
     with pytest.raises(ConfigError, match="vad_filter"):
         ingest_flow(str(recordings), str(tmp_path / "ds"), settings={**SETTINGS, "backend": "openai-whisper", "transcribe": {"vad_filter": True}})
     assert Dataset(tmp_path / "ds").count("rejects") == 0
+
+
+def test_cli_imports_a_mixed_row_and_reads_the_vocabulary_from_the_settings_file(prefect_harness, recordings, tmp_path, monkeypatch):
+    """`mixed` is in the one vocabulary (paper, Table 2); `[labels]` in the settings file extends it for every stage."""
+    monkeypatch.delenv("CANTOLAB_SETTINGS", raising=False)
+    session = next(recordings.iterdir())
+    csv_path = tmp_path / "import.csv"
+    csv_path.write_text(
+        "path,singer,song,language,style,emotion\n"
+        f"{session.name}/take-000.flac,EN-Alto-2,a,EN,pop,Mixed\n"
+        f"{session.name}/take-001.flac,EN-Alto-2,b,EN,bel canto,calm\n"
+    )
+    ds_path = tmp_path / "dataset"
+    args = ["ingest", str(recordings), "--dataset", str(ds_path), "--import-csv", str(csv_path), *CLI_SETTINGS, "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ds = Dataset(ds_path)
+    assert sorted((lab["style"], lab["emotion"]) for lab in ds.read("labels").to_pylist()) == [("pop", "mixed")]
+    (reject,) = ds.read("rejects").to_pylist()
+    assert reject["source"].startswith("import.csv:3") and reject["reason"] == "unknown emotion 'calm' (allowed: happy, sad, mixed)"
+
+    settings = tmp_path / "cantolab.toml"
+    settings.write_text('[labels]\nemotions = ["happy", "sad", "mixed", "calm"]\n')
+    result = CliRunner().invoke(app, [*args, "--settings", str(settings)])
+    assert result.exit_code == 0, result.output
+    assert sorted((lab["style"], lab["emotion"]) for lab in ds.read("labels").to_pylist()) == [("bel canto", "calm"), ("pop", "mixed")]
+
+    settings.write_text('[labels]\nemotion = ["happy"]\n')  # a misspelt key stops the run at once
+    result = CliRunner().invoke(app, [*args, "--settings", str(settings)])
+    assert result.exit_code == 2 and "emotion" in result.output and "Traceback" not in result.output
