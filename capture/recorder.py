@@ -16,21 +16,18 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
-from pipeline.audio import sha256_file
 
 from capture.devices import SAMPLE_RATE, CaptureError, InputDevice, check_device, resolve_device
 from capture.levels import Meter
 from capture.manifest import (
-    STATUS_COMPLETE,
-    STATUS_RECORDING,
-    STATUS_STOPPED,
+    TOOL_VERSION,
     TakeManifest,
+    TakeStatus,
     claim_take,
     manifest_path,
     safe_component,
@@ -38,6 +35,7 @@ from capture.manifest import (
     write_manifest,
 )
 from capture.wavstream import BYTES_PER_SAMPLE, WavStreamWriter
+from pipeline.audio import sha256_file
 
 _STOP = object()
 
@@ -88,7 +86,7 @@ class TakeResult:
 
     @property
     def ok(self) -> bool:
-        return self.manifest.status == STATUS_COMPLETE
+        return self.manifest.status == TakeStatus.COMPLETE
 
 
 def free_minutes(folder: Path, channels: int = 1) -> float:
@@ -156,7 +154,8 @@ class Recorder:
             microphone=req.microphone,
             input_channel=req.channel,
             started_at=utc_now_iso(),
-            status=STATUS_RECORDING,
+            status=TakeStatus.RECORDING,
+            tool_version=TOOL_VERSION,
         )
         self._writer.flush()
         write_manifest(manifest_path(wav), self.manifest)
@@ -314,7 +313,7 @@ class Recorder:
         m.ended_at = utc_now_iso()
         m.end_reason = self.end_reason or "stopped"
         m.error = self.error
-        m.status = STATUS_STOPPED if self.error else STATUS_COMPLETE
+        m.status = TakeStatus.STOPPED if self.error else TakeStatus.COMPLETE
         if m.clipped_samples:
             warnings.append(f"{m.clipped_samples} clipped samples: lower the gain and consider another take")
         if m.input_overflows:
@@ -326,7 +325,9 @@ class Recorder:
         self.device_hung = not self._close_stream() or self.end_reason == "device stopped"
         if self.device_hung:
             warnings.append("the audio device did not close cleanly (the take is safe on disk)")
-        return TakeResult(manifest=m, wav_path=self.wav_path, manifest_path=manifest_path(self.wav_path), warnings=warnings, device_hung=self.device_hung)
+        return TakeResult(
+            manifest=m, wav_path=self.wav_path, manifest_path=manifest_path(self.wav_path), warnings=warnings, device_hung=self.device_hung
+        )
 
     def _close_stream(self, timeout: float = 5.0) -> bool:
         stream, self._stream = self._stream, None

@@ -15,19 +15,17 @@ from pathlib import Path
 
 import soundfile as sf
 
-from pipeline.audio import sha256_file
-
 from capture.levels import Meter
 from capture.manifest import (
-    STATUS_RECORDING,
-    STATUS_RECOVERED,
     TakeManifest,
+    TakeStatus,
     manifest_path,
     read_manifest,
     utc_now_iso,
     write_manifest,
 )
 from capture.wavstream import NotOurWav, repair_wav
+from pipeline.audio import sha256_file
 
 
 @dataclass
@@ -71,7 +69,7 @@ def recover_take(wav: Path) -> RecoveryOutcome:
             manifest = read_manifest(mpath)
         except (ValueError, TypeError) as exc:
             return RecoveryOutcome(wav, f"failed: manifest {mpath.name} unreadable ({exc}); WAV left untouched")
-        if manifest.status != STATUS_RECORDING:
+        if manifest.status != TakeStatus.RECORDING:
             return RecoveryOutcome(wav, f"skipped: already {manifest.status}", manifest.frames, manifest.seconds)
     if _is_locked(wav):
         return RecoveryOutcome(wav, "skipped: still being recorded by a running recorder")
@@ -94,7 +92,7 @@ def recover_take(wav: Path) -> RecoveryOutcome:
     manifest.clipped_samples = meter.clipped_samples
     manifest.sha256 = sha256_file(wav)
     manifest.recovered = True
-    manifest.status = STATUS_RECOVERED
+    manifest.status = TakeStatus.RECOVERED
     manifest.end_reason = "recorder interrupted; recovered"
     manifest.ended_at = manifest.ended_at or utc_now_iso()
     write_manifest(mpath, manifest)
