@@ -8,6 +8,7 @@ A write error (disk full, file-size limit) ends the take cleanly with what was w
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import queue
@@ -117,6 +118,7 @@ class Recorder:
         self._stream = None
         self._writer: WavStreamWriter | None = None
         self._thread: threading.Thread | None = None
+        self._reserve: Path | None = None
         self.device: InputDevice | None = None
         self.manifest: TakeManifest | None = None
         self.wav_path: Path | None = None
@@ -139,10 +141,21 @@ class Recorder:
         # A full disk or a file-size limit must surface as an OSError, not kill the process.
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGXFSZ"):
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        take_id, wav, fd = claim_take(session_dir, req.singer)
+        try:
+            take_id, wav, fd = claim_take(session_dir, req.singer)
+        except OSError as exc:  # read-only file system, no permission, …
+            raise CaptureError(
+                f"cannot create a take in {session_dir}: {exc.strerror or exc}. Check that the recordings folder "
+                "is writable (mounted read-write, owned by you) or choose another with --recordings"
+            ) from None
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # `recover` leaves a locked (live) take alone
         self.wav_path = wav
-        self._writer = WavStreamWriter(wav, SAMPLE_RATE, fd=fd)
+        try:
+            self._reserve = _reserve_space(session_dir / f".{take_id}.reserve")
+        except OSError as exc:
+            os.close(fd)
+            wav.unlink(missing_ok=True)
+            raise CaptureError(f"cannot write in {session_dir}: {exc.strerror or exc}; free some space first") from None
         self.manifest = TakeManifest(
             take_id=take_id,
             session=session,
@@ -157,8 +170,19 @@ class Recorder:
             status=TakeStatus.RECORDING,
             tool_version=TOOL_VERSION,
         )
-        self._writer.flush()
-        write_manifest(manifest_path(wav), self.manifest)
+        try:
+            self._writer = WavStreamWriter(wav, SAMPLE_RATE, fd=fd)
+            self._writer.flush()
+            write_manifest(manifest_path(wav), self.manifest)
+        except OSError as exc:
+            if self._writer is not None:
+                self._writer.close()
+            else:
+                os.close(fd)
+            self._release_reserve()
+            manifest_path(wav).unlink(missing_ok=True)
+            wav.unlink(missing_ok=True)
+            raise CaptureError(f"cannot write in {session_dir}: {exc.strerror or exc}; free some space first") from None
         self._thread = threading.Thread(target=self._write_loop, name="capture-writer", daemon=True)
         self._thread.start()
         import sounddevice as sd
@@ -218,8 +242,7 @@ class Recorder:
                 try:
                     writer.write(block)
                 except OSError as exc:
-                    self.error = f"write failed after {writer.frames / SAMPLE_RATE:.2f} s: {os.strerror(exc.errno) if exc.errno else exc} ({exc.__class__.__name__})"
-                    self.end_reason = "write error"
+                    self.error, self.end_reason = _write_error(exc, writer.frames, self.wav_path.parent)
                     self.done_event.set()
                 self.meter.update(block)
                 if self.target_frames is not None and writer.frames >= self.target_frames:
@@ -320,7 +343,16 @@ class Recorder:
             warnings.append(f"{m.input_overflows} input overflows: audio was dropped by the interface driver")
         if m.frames_lost:
             warnings.append(f"{m.frames_lost} frames lost: the disk could not keep up")
-        write_manifest(manifest_path(self.wav_path), m)
+        self._release_reserve()  # a full disk has room for the final manifest again
+        try:
+            write_manifest(manifest_path(self.wav_path), m)
+        except OSError as exc:
+            m.error = m.error or f"the manifest could not be written: {exc.strerror or exc}"
+            warnings.append(
+                f"the manifest could not be finished ({exc.strerror or exc}); the audio is safe: once the disk has room, "
+                "`cantolab capture recover` completes it"
+            )
+            m.status = TakeStatus.STOPPED
         # A device that died can also make PortAudio's exit clean-up hang or abort: flag it too.
         self.device_hung = not self._close_stream() or self.end_reason == "device stopped"
         if self.device_hung:
@@ -328,6 +360,11 @@ class Recorder:
         return TakeResult(
             manifest=m, wav_path=self.wav_path, manifest_path=manifest_path(self.wav_path), warnings=warnings, device_hung=self.device_hung
         )
+
+    def _release_reserve(self) -> None:
+        if self._reserve is not None:
+            self._reserve.unlink(missing_ok=True)
+            self._reserve = None
 
     def _close_stream(self, timeout: float = 5.0) -> bool:
         stream, self._stream = self._stream, None
@@ -345,6 +382,33 @@ class Recorder:
         closer.start()
         closer.join(timeout)
         return not closer.is_alive()
+
+
+# Room kept on the take's disk (a hidden file, removed when the take ends) so that the final manifest
+# can always be written, even when the audio has filled the disk.
+RESERVE_BYTES = 256 * 1024
+
+
+def _reserve_space(path: Path, size: int = RESERVE_BYTES) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"\0" * size)  # real blocks (a sparse file or fallocate could be refused later)
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return path
+
+
+def _write_error(exc: OSError, frames: int, folder: Path) -> tuple[str, str]:
+    """(error, end_reason) for a failed audio write, in the engineer's words."""
+    saved = f"{frames / SAMPLE_RATE:.2f} s"
+    if exc.errno == errno.ENOSPC:
+        return f"the disk holding {folder} is full (No space left on device) after {saved}", "disk full"
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"write failed after {saved}: {reason} ({exc.__class__.__name__})", "write error"
 
 
 def record_take(
