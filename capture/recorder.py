@@ -14,7 +14,6 @@ import os
 import queue
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from capture.manifest import (
     utc_now_iso,
     write_manifest,
 )
+from capture.terminal import ENTER, Keys
 from capture.wavstream import BYTES_PER_SAMPLE, WavStreamWriter
 from pipeline.audio import sha256_file
 
@@ -48,7 +48,9 @@ class TakeRequest:
     song: str
     recordings: Path = Path("RECORDINGS")
     notes: str = ""
-    microphone: str = "Neumann TLM 103"
+    microphone: str = ""  # as set for the session; never filled in with a guess
+    language: str | None = None
+    take_number: int | None = None  # per song within the session (session.next_take_number)
     device: str | int | None = None
     channel: int = 1  # 1-based input channel of the interface
     seconds: float | None = None  # None: until stopped
@@ -169,6 +171,9 @@ class Recorder:
             started_at=utc_now_iso(),
             status=TakeStatus.RECORDING,
             tool_version=TOOL_VERSION,
+            language=req.language,
+            take_number=req.take_number,
+            may_resample=self.device.may_resample,
         )
         try:
             self._writer = WavStreamWriter(wav, SAMPLE_RATE, fd=fd)
@@ -416,15 +421,17 @@ def record_take(
     on_start: Callable[[Recorder], None] | None = None,
     on_tick: Callable[[LiveStats], None] | None = None,
     tick_seconds: float = 0.25,
-    watch_enter: bool = False,
+    keys: Keys | None = None,
 ) -> TakeResult:
-    """Record until `seconds`, Enter (when `watch_enter`), Ctrl-C, or a write error."""
+    """Record until `seconds`, a stop key (Enter, space, q; when `keys` is given), Ctrl-C, or a write error."""
     rec = Recorder(request)
     rec.start()
     if on_start:
         on_start(rec)
-    if watch_enter:
-        threading.Thread(target=_wait_for_enter, args=(rec,), name="capture-enter", daemon=True).start()
+    watcher = None
+    if keys is not None:
+        watcher = threading.Thread(target=_watch_keys, args=(rec, keys), name="capture-keys", daemon=True)
+        watcher.start()
     try:
         while not rec.done_event.wait(tick_seconds):
             if on_tick:
@@ -441,37 +448,75 @@ def record_take(
     try:
         return rec.finish()
     finally:
+        if watcher is not None:
+            watcher.join(1.0)  # it stops reading keys once the take is done: the next prompt gets them
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
 
-def _wait_for_enter(rec: Recorder) -> None:
-    line = sys.stdin.readline()
-    if line:  # EOF (no terminal, stdin closed) is not a request to stop
-        rec.request_stop("Enter")
+STOP_KEYS = {ENTER: "Enter", " ": "space", "q": "q", "\x1b": "Esc"}
 
 
-def record_to_memory(device: str | int | None, channel: int, seconds: float) -> tuple[np.ndarray, InputDevice, int]:
-    """A short recording kept in memory (for the level check): (int32 samples, device, overflows)."""
-    dev = resolve_device(device)
-    check_device(dev, channel)
-    import sounddevice as sd
+def _watch_keys(rec: Recorder, keys: Keys) -> None:
+    while not rec.done_event.is_set():
+        key = keys.key(0.1)
+        if key in STOP_KEYS:
+            rec.request_stop(STOP_KEYS[key])
+            return
+        if keys.eof:  # end of input (no terminal, stdin closed) is not a request to stop
+            return
 
-    frames = int(round(seconds * SAMPLE_RATE))
-    blocks: list[np.ndarray] = []
-    got = [0, 0]  # frames, overflows
-    done = threading.Event()
 
-    def callback(indata, n, time_info, status):
-        if status.input_overflow:
-            got[1] += 1
-        if got[0] < frames:
-            blocks.append(indata[: frames - got[0], channel - 1].copy())
-            got[0] += min(n, frames - got[0])
-        if got[0] >= frames:
-            done.set()
+class Listener:
+    """An open input stream from which short recordings are kept in memory (the level check).
 
-    with sd.InputStream(device=dev.index, channels=channel, samplerate=SAMPLE_RATE, dtype="int32", callback=callback):
-        if not done.wait(seconds * 3 + 5):
-            raise CaptureError(f"{dev.label()} delivered only {got[0]} of {frames} frames: is it running?")
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.int32), dev, got[1]
+    One stream for all steps, so nothing is re-opened between them; audio that arrives while no
+    step is recording is dropped.
+    """
+
+    def __init__(self, device: str | int | None, channel: int):
+        self.device = resolve_device(device)
+        check_device(self.device, channel)
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._want = 0
+        self._blocks: list[np.ndarray] = []
+        self._got = 0
+        self._overflows = 0
+        self._done = threading.Event()
+        self._stream = None
+
+    def _callback(self, indata, n, time_info, status) -> None:
+        with self._lock:
+            if self._got >= self._want:
+                return
+            if status.input_overflow:
+                self._overflows += 1
+            block = indata[: self._want - self._got, self.channel - 1].copy()
+            self._blocks.append(block)
+            self._got += block.size
+            if self._got >= self._want:
+                self._done.set()
+
+    def __enter__(self) -> Listener:
+        import sounddevice as sd
+
+        self._stream = sd.InputStream(
+            device=self.device.index, channels=self.channel, samplerate=SAMPLE_RATE, dtype="int32", callback=self._callback
+        )
+        self._stream.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stream.close()
+
+    def record(self, seconds: float) -> tuple[np.ndarray, int]:
+        """(int32 samples, input overflows) of the next `seconds` of input."""
+        with self._lock:
+            self._want, self._got, self._blocks, self._overflows = int(round(seconds * SAMPLE_RATE)), 0, [], 0
+            self._done.clear()
+        if not self._done.wait(seconds * 3 + 5):
+            raise CaptureError(f"{self.device.label()} delivered only {self._got} of {self._want} frames: is it running?")
+        with self._lock:
+            self._want = 0
+            return np.concatenate(self._blocks), self._overflows
