@@ -158,9 +158,9 @@ def settings_panel(settings: CaptureSettings, device: InputDevice, where: str) -
 def takes_table(session: str, rows: list) -> Table:
     """`capture takes`: one line per take, as its manifest says."""
     table = Table(title=f"Takes of session {session}")
-    for col, justify in (("#", "right"), ("take", "left"), ("song", "left"), ("length", "right"), ("peak dBFS", "right"),
+    for col, justify in (("#", "right"), ("take", "left"), ("song", "left"), ("length", "right"), ("peak", "right"),
                          ("clipped", "right"), ("status", "left"), ("kept", "left"), ("rating", "right"), ("note", "left")):  # fmt: skip
-        table.add_column(col, justify=justify, overflow="fold")
+        table.add_column(col, justify=justify, overflow="fold", no_wrap=col not in ("song", "note"))  # ids are never cut
     for wav, m, problem in rows:
         if m is None:
             table.add_row("", wav.stem, "", "", "", "", Text(problem, style="red"), "", "", "")

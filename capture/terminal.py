@@ -73,11 +73,12 @@ class Keys:
             return None
         return line[0] if line.strip() else ENTER
 
-    def line(self, prompt: str, write=None) -> str:
+    def line(self, prompt: str, out=None) -> str:
         """A line typed with echo (a note, a song title); the quiet mode comes back after it."""
-        write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+        out = out or sys.stdout
         with self.echoing():
-            write(prompt)
+            out.write(prompt)
+            out.flush()  # a prompt has no newline: without this it would not show
             text = self.stream.readline()
         if not text:
             self.eof = True

@@ -222,7 +222,7 @@ def session_loop(
             if key is None or key in ("q", "\x1b"):
                 break
             if key == "s":
-                new = keys.line("song: ", out.file.write).strip()
+                new = keys.line("song: ", out.file).strip()
                 song = new or song
                 continue
             if key not in (ENTER, " ", "r"):
@@ -245,7 +245,7 @@ def session_loop(
             key = keys.key()
             rating = int(key) if key is not None and key in "12345" and len(key) == 1 else None
             out.print("[bold]n[/] add a note   [dim](Enter: none)[/]")
-            comment = keys.line("note: ", out.file.write).strip() if keys.key() == "n" else ""
+            comment = keys.line("note: ", out.file).strip() if keys.key() == "n" else ""
             m = set_verdict(result.wav_path, discarded=verdict, rating=rating, comment=comment)
             kept += not verdict
             stars = f" {'★' * rating}" if rating else ""

@@ -28,7 +28,13 @@ def test_noise_floor_is_the_rms_of_the_silence_without_dc():
 
 @pytest.mark.parametrize(
     ("amplitude", "level"),
-    [(10 ** (-12 / 20), "good"), (10 ** (-4.5 / 20), "warn"), (10 ** (-2 / 20), "bad"), (10 ** (-24 / 20), "warn"), (10 ** (-40 / 20), "bad")],
+    [
+        (10 ** (-12 / 20), "good"),
+        (10 ** (-4.5 / 20), "warn"),
+        (10 ** (-2 / 20), "bad"),
+        (10 ** (-24 / 20), "warn"),
+        (10 ** (-40 / 20), "bad"),
+    ],
 )
 def test_singing_peak_judged_against_headroom(amplitude, level):
     report = analyse_singing(_int24(_tone(amplitude)), 48_000)
