@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pipeline.errors import ConfigError
 
 SAMPLE_RATE = 48_000
+ALIASES = ("default", "sysdefault", "pulse", "pipewire", "dsnoop", "dmix")
 
 
 class CaptureError(ConfigError):
@@ -29,6 +30,17 @@ class InputDevice:
 
     def label(self) -> str:
         return f"[{self.index}] {self.name} ({self.host_api})"
+
+    @property
+    def may_resample(self) -> bool:
+        """An ALSA device that is not a hardware `hw:` one goes through ALSA plugins (`default`,
+        `plug`, dmix, PulseAudio/PipeWire) that can convert the rate without telling PortAudio."""
+        return self.host_api == "ALSA" and "(hw:" not in self.name
+
+    @property
+    def is_alias(self) -> bool:
+        """The system's default input under a generic name: it does not say which interface records."""
+        return self.name.strip().lower() in ALIASES
 
 
 def _sd():
@@ -83,12 +95,21 @@ def resolve_device(spec: str | int | None, devices: list[InputDevice] | None = N
     """The device `spec` names: None → the system default input; digits → index; else a substring."""
     devices = list_input_devices() if devices is None else devices
     if spec is None or str(spec).strip() == "":
-        for d in devices:
-            if d.is_default:
-                return d
-        if devices:
-            return devices[0]
-        raise CaptureError("no input device found.\n" + _listing(devices))
+        default = next((d for d in devices if d.is_default), devices[0] if devices else None)
+        if default is None:
+            raise CaptureError("no input device found.\n" + _listing(devices))
+        if not default.is_alias:
+            return default
+        # "default" would be written into every manifest and may resample: use the one hardware
+        # interface when there is exactly one, else ask for its name.
+        hardware = [d for d in devices if "(hw:" in d.name]
+        if len(hardware) == 1:
+            return hardware[0]
+        raise CaptureError(
+            f"no interface named, and the system default input ({default.name!r}) does not say which interface "
+            'records (and may resample). Name it once: --device, $CANTOLAB_CAPTURE_DEVICE, or `interface = "…"` '
+            "in RECORDINGS/capture.toml (`--device default` to use it anyway). Input devices:\n" + _listing(devices)
+        )
     text = str(spec).strip()
     if text.isdigit():
         for d in devices:

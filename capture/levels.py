@@ -65,52 +65,110 @@ class Meter:
         return dbfs(math.sqrt(self.sum_square / self.frames)) if self.frames else float("-inf")
 
 
+# Studio thresholds for the two-step check (24-bit, a condenser vocal mic through a clean preamp).
+NOISE_GOOD_DBFS = -60.0  # at or below: inaudible under singing
+NOISE_BAD_DBFS = -50.0  # above: hiss/hum audible in quiet passages
+PEAK_TARGET = (-18.0, -6.0)  # loudest singing peaks in this range leave 6–18 dB headroom
+PEAK_TIGHT_DBFS = -3.0  # above: under 3 dB headroom, a louder take will clip
+PEAK_LOW_DBFS = -30.0  # below: far too quiet (or the wrong input channel)
+
+
 @dataclass
-class LevelReport:
-    """What `capture check` reports before a session."""
+class Verdict:
+    level: str  # "good" | "warn" | "bad"
+    text: str
+
+
+@dataclass
+class NoiseReport:
+    """Step 1: nobody sings. The noise floor is the RMS of this silence (DC removed)."""
+
+    seconds: float
+    noise_floor_dbfs: float
+    peak_dbfs: float
+    dc_offset: float
+    input_overflows: int
+
+    def verdicts(self) -> list[Verdict]:
+        out = []
+        if self.noise_floor_dbfs <= NOISE_GOOD_DBFS:
+            out.append(Verdict("good", f"noise floor {self.noise_floor_dbfs:.1f} dBFS (≤ {NOISE_GOOD_DBFS:g}): quiet"))
+        elif self.noise_floor_dbfs <= NOISE_BAD_DBFS:
+            out.append(
+                Verdict(
+                    "warn",
+                    f"noise floor {self.noise_floor_dbfs:.1f} dBFS: audible in quiet passages (aim ≤ {NOISE_GOOD_DBFS:g}); check fans, hum, gain staging",
+                )
+            )
+        else:
+            out.append(
+                Verdict(
+                    "bad",
+                    f"noise floor {self.noise_floor_dbfs:.1f} dBFS (> {NOISE_BAD_DBFS:g}): too noisy, or someone made a sound; find the source and repeat",
+                )
+            )
+        if self.peak_dbfs > -30.0 and self.peak_dbfs - self.noise_floor_dbfs > 30.0:
+            out.append(Verdict("warn", f"a sound peaking at {self.peak_dbfs:.1f} dBFS during the silence (a bump or click?)"))
+        if abs(self.dc_offset) > 1e-3:
+            out.append(Verdict("warn", f"DC offset {self.dc_offset:+.4f} of full scale: check the interface / cabling"))
+        if self.input_overflows:
+            out.append(Verdict("warn", f"{self.input_overflows} input overflows: the computer could not keep up"))
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return all(v.level != "bad" for v in self.verdicts())
+
+
+@dataclass
+class SingingReport:
+    """Step 2: the loudest passage. Judged on its peak (headroom) and clipping."""
 
     seconds: float
     peak_dbfs: float
     rms_dbfs: float
-    noise_floor_dbfs: float  # the quietest 10 % of 50 ms windows
-    dc_offset: float  # mean, as a fraction of full scale
     clipped_samples: int
     input_overflows: int
 
-    def advice(self) -> list[str]:
-        notes = []
+    @property
+    def headroom_db(self) -> float:
+        return -self.peak_dbfs
+
+    def verdicts(self) -> list[Verdict]:
+        p = self.peak_dbfs
         if self.clipped_samples:
-            notes.append(f"{self.clipped_samples} clipped samples: lower the preamp gain")
-        elif self.peak_dbfs > -3.0:
-            notes.append(f"peak {self.peak_dbfs:.1f} dBFS leaves under 3 dB headroom: lower the gain a little")
-        elif self.peak_dbfs < -30.0:
-            notes.append(f"peak {self.peak_dbfs:.1f} dBFS is low: raise the gain (aim for peaks around -12 to -6 dBFS)")
-        if abs(self.dc_offset) > 1e-3:
-            notes.append(f"DC offset {self.dc_offset:+.4f} of full scale: check the interface / cabling")
-        if self.noise_floor_dbfs > -60.0:
-            notes.append(f"noise floor {self.noise_floor_dbfs:.1f} dBFS is high: check for hum, fans, gain staging")
+            v = Verdict(
+                "bad",
+                f"{self.clipped_samples} clipped samples: lower the preamp gain (aim for peaks of {PEAK_TARGET[0]:g} to {PEAK_TARGET[1]:g} dBFS)",
+            )
+        elif p > PEAK_TIGHT_DBFS:
+            v = Verdict("bad", f"peak {p:.1f} dBFS leaves {self.headroom_db:.1f} dB headroom (< 3): lower the gain")
+        elif p > PEAK_TARGET[1]:
+            v = Verdict("warn", f"peak {p:.1f} dBFS: {self.headroom_db:.1f} dB headroom is tight; lower the gain a little")
+        elif p >= PEAK_TARGET[0]:
+            v = Verdict("good", f"peak {p:.1f} dBFS: {self.headroom_db:.1f} dB headroom")
+        elif p >= PEAK_LOW_DBFS:
+            v = Verdict("warn", f"peak {p:.1f} dBFS is low: raise the gain (aim for {PEAK_TARGET[0]:g} to {PEAK_TARGET[1]:g} dBFS)")
+        else:
+            v = Verdict("bad", f"peak {p:.1f} dBFS: far too low: raise the gain, or is it the wrong input channel?")
+        out = [v]
         if self.input_overflows:
-            notes.append(f"{self.input_overflows} input overflows: the computer could not keep up")
-        return notes or ["levels look good"]
+            out.append(Verdict("warn", f"{self.input_overflows} input overflows: the computer could not keep up"))
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return all(v.level != "bad" for v in self.verdicts())
 
 
-def analyse(samples: np.ndarray, sample_rate: int, overflows: int = 0) -> LevelReport:
-    """Level figures of an int32 recording (24-bit audio in the top bits)."""
+def analyse_noise(samples: np.ndarray, sample_rate: int, overflows: int = 0) -> NoiseReport:
     x = samples.astype(np.float64) / FULL_SCALE
-    window = max(1, sample_rate // 20)
-    n = (x.size // window) * window
-    if n:
-        rms_windows = np.sqrt(np.mean((x[:n] - x.mean()).reshape(-1, window) ** 2, axis=1))
-        floor = float(np.percentile(rms_windows, 10))
-    else:
-        floor = 0.0
+    dc = float(x.mean()) if x.size else 0.0
+    rms = math.sqrt(float(np.mean((x - dc) ** 2))) if x.size else 0.0
+    peak, _, _ = block_levels(samples)
+    return NoiseReport(x.size / sample_rate, dbfs(rms), dbfs(peak), dc, overflows)
+
+
+def analyse_singing(samples: np.ndarray, sample_rate: int, overflows: int = 0) -> SingingReport:
     peak, square, clipped = block_levels(samples)
-    return LevelReport(
-        seconds=x.size / sample_rate,
-        peak_dbfs=dbfs(peak),
-        rms_dbfs=dbfs(math.sqrt(square)),
-        noise_floor_dbfs=dbfs(floor),
-        dc_offset=float(x.mean()) if x.size else 0.0,
-        clipped_samples=clipped,
-        input_overflows=overflows,
-    )
+    return SingingReport(samples.size / sample_rate, dbfs(peak), dbfs(math.sqrt(square)), clipped, overflows)

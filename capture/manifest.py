@@ -1,106 +1,44 @@
-"""The take manifest: the contract between capture and ingest (DESIGN.md, "Take").
+"""Capture's side of the take manifest: claiming a take's files and naming things safely.
 
-Written when a take starts (status `recording`), checkpointed while it runs, and finished at the
-end (`complete`, or `stopped` after a write error). `recover` turns a `recording` manifest left by
-a killed recorder into `recovered`. Every write is atomic (temporary file, then rename).
+The manifest itself (fields, status values, read/write) is the shared contract in
+`pipeline.manifest`; capture writes it when a take starts (`recording`), checkpoints it while it
+runs, and finishes it (`complete`, or `stopped` with the reason). `recover` turns a `recording`
+manifest left by a killed recorder into `recovered`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
-import tempfile
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from capture import __version__ as CAPTURE_VERSION
 from pipeline import __version__ as PIPELINE_VERSION
-from pipeline.errors import ConfigError
+from pipeline.errors import InputError
+from pipeline.manifest import TakeManifest, TakeStatus, manifest_path, read_manifest, utc_now_iso, write_manifest
 
-STATUS_RECORDING = "recording"
-STATUS_COMPLETE = "complete"
-STATUS_STOPPED = "stopped"  # ended early by a write error; what was recorded is kept
-STATUS_RECOVERED = "recovered"
+__all__ = [
+    "TOOL_VERSION", "TakeManifest", "TakeStatus", "claim_take", "manifest_path", "read_manifest",
+    "safe_component", "utc_now_iso", "write_manifest",
+]  # fmt: skip
 
+TOOL_VERSION = f"cantolab-capture {CAPTURE_VERSION} (pipeline {PIPELINE_VERSION})"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-@dataclass
-class TakeManifest:
-    # DESIGN.md's take fields (the `takes` table's manifest columns)
-    take_id: str
-    session: str
-    singer: str
-    song: str
-    notes: str = ""
-    device_name: str = ""
-    host_api: str = ""
-    microphone: str = ""
-    sample_rate: int = 48_000
-    subtype: str = "PCM_24"
-    channels: int = 1
-    started_at: str = ""  # UTC ISO 8601
-    frames: int = 0
-    seconds: float = 0.0
-    peak_dbfs: float | None = None
-    clipped_samples: int = 0
-    input_overflows: int = 0
-    sha256: str | None = None
-    tool_version: str = field(default_factory=lambda: f"cantolab-capture {CAPTURE_VERSION} (pipeline {PIPELINE_VERSION})")
-    recovered: bool = False
-    # capture's own bookkeeping
-    status: str = STATUS_RECORDING
-    input_channel: int = 1  # 1-based channel of the interface the mono take came from
-    frames_lost: int = 0  # blocks the writer queue could not take (should always be 0)
-    end_reason: str = ""
-    error: str = ""
-    ended_at: str = ""
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TakeManifest":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def safe_component(value: str, what: str) -> str:
-    """A session/singer name usable as a folder or id part; refuse what would escape the folder."""
-    value = value.strip()
-    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
-        raise ConfigError(f"{what} {value!r} cannot be used as a folder name (empty, '.', '..' or contains a slash)")
-    return value
-
-
-def manifest_path(wav_path: Path) -> Path:
-    return wav_path.with_suffix(".json")
-
-
-def write_manifest(path: Path, manifest: TakeManifest) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), 0o644)
-            json.dump(manifest.to_dict(), fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_manifest(path: Path) -> TakeManifest:
-    return TakeManifest.from_dict(json.loads(Path(path).read_text()))
+    """A session/singer name usable as a folder or id part; refuse what would escape the folder or
+    break a listing (path separators, control characters such as a newline)."""
+    stripped = value.strip()
+    if not stripped or stripped in (".", ".."):
+        raise InputError(f"{what} {value!r} cannot be used as a folder name (it is empty, '.' or '..')")
+    if "/" in stripped or "\\" in stripped:
+        raise InputError(f"{what} {value!r} contains a path separator ('/' or '\\'); use a plain name such as 2026-05-03-alto")
+    if any(ord(c) < 32 or ord(c) == 127 for c in stripped):
+        raise InputError(f"{what} {value!r} contains a control character (a newline or tab?); use a plain name")
+    return stripped
 
 
 def claim_take(session_dir: Path, singer: str, when: datetime | None = None) -> tuple[str, Path, int]:
@@ -110,7 +48,7 @@ def claim_take(session_dir: Path, singer: str, when: datetime | None = None) -> 
     by time in a folder listing and two recorders in the same second still differ.
     """
     session_dir.mkdir(parents=True, exist_ok=True)
-    stamp = (when or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     who = _SAFE.sub("_", singer).strip("_") or "singer"
     for _ in range(100):
         take_id = f"{stamp}-{who}-{secrets.token_hex(3)}"

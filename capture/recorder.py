@@ -8,36 +8,35 @@ A write error (disk full, file-size limit) ends the take cleanly with what was w
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import queue
 import shutil
 import signal
-import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
-from pipeline.audio import sha256_file
 
 from capture.devices import SAMPLE_RATE, CaptureError, InputDevice, check_device, resolve_device
 from capture.levels import Meter
 from capture.manifest import (
-    STATUS_COMPLETE,
-    STATUS_RECORDING,
-    STATUS_STOPPED,
+    TOOL_VERSION,
     TakeManifest,
+    TakeStatus,
     claim_take,
     manifest_path,
     safe_component,
     utc_now_iso,
     write_manifest,
 )
+from capture.terminal import ENTER, Keys
 from capture.wavstream import BYTES_PER_SAMPLE, WavStreamWriter
+from pipeline.audio import sha256_file
 
 _STOP = object()
 
@@ -49,7 +48,9 @@ class TakeRequest:
     song: str
     recordings: Path = Path("RECORDINGS")
     notes: str = ""
-    microphone: str = "Neumann TLM 103"
+    microphone: str = ""  # as set for the session; never filled in with a guess
+    language: str | None = None
+    take_number: int | None = None  # per song within the session (session.next_take_number)
     device: str | int | None = None
     channel: int = 1  # 1-based input channel of the interface
     seconds: float | None = None  # None: until stopped
@@ -88,7 +89,7 @@ class TakeResult:
 
     @property
     def ok(self) -> bool:
-        return self.manifest.status == STATUS_COMPLETE
+        return self.manifest.status == TakeStatus.COMPLETE
 
 
 def free_minutes(folder: Path, channels: int = 1) -> float:
@@ -119,6 +120,7 @@ class Recorder:
         self._stream = None
         self._writer: WavStreamWriter | None = None
         self._thread: threading.Thread | None = None
+        self._reserve: Path | None = None
         self.device: InputDevice | None = None
         self.manifest: TakeManifest | None = None
         self.wav_path: Path | None = None
@@ -141,10 +143,21 @@ class Recorder:
         # A full disk or a file-size limit must surface as an OSError, not kill the process.
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGXFSZ"):
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        take_id, wav, fd = claim_take(session_dir, req.singer)
+        try:
+            take_id, wav, fd = claim_take(session_dir, req.singer)
+        except OSError as exc:  # read-only file system, no permission, …
+            raise CaptureError(
+                f"cannot create a take in {session_dir}: {exc.strerror or exc}. Check that the recordings folder "
+                "is writable (mounted read-write, owned by you) or choose another with --recordings"
+            ) from None
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # `recover` leaves a locked (live) take alone
         self.wav_path = wav
-        self._writer = WavStreamWriter(wav, SAMPLE_RATE, fd=fd)
+        try:
+            self._reserve = _reserve_space(session_dir / f".{take_id}.reserve")
+        except OSError as exc:
+            os.close(fd)
+            wav.unlink(missing_ok=True)
+            raise CaptureError(f"cannot write in {session_dir}: {exc.strerror or exc}; free some space first") from None
         self.manifest = TakeManifest(
             take_id=take_id,
             session=session,
@@ -156,10 +169,25 @@ class Recorder:
             microphone=req.microphone,
             input_channel=req.channel,
             started_at=utc_now_iso(),
-            status=STATUS_RECORDING,
+            status=TakeStatus.RECORDING,
+            tool_version=TOOL_VERSION,
+            language=req.language,
+            take_number=req.take_number,
+            may_resample=self.device.may_resample,
         )
-        self._writer.flush()
-        write_manifest(manifest_path(wav), self.manifest)
+        try:
+            self._writer = WavStreamWriter(wav, SAMPLE_RATE, fd=fd)
+            self._writer.flush()
+            write_manifest(manifest_path(wav), self.manifest)
+        except OSError as exc:
+            if self._writer is not None:
+                self._writer.close()
+            else:
+                os.close(fd)
+            self._release_reserve()
+            manifest_path(wav).unlink(missing_ok=True)
+            wav.unlink(missing_ok=True)
+            raise CaptureError(f"cannot write in {session_dir}: {exc.strerror or exc}; free some space first") from None
         self._thread = threading.Thread(target=self._write_loop, name="capture-writer", daemon=True)
         self._thread.start()
         import sounddevice as sd
@@ -219,8 +247,7 @@ class Recorder:
                 try:
                     writer.write(block)
                 except OSError as exc:
-                    self.error = f"write failed after {writer.frames / SAMPLE_RATE:.2f} s: {os.strerror(exc.errno) if exc.errno else exc} ({exc.__class__.__name__})"
-                    self.end_reason = "write error"
+                    self.error, self.end_reason = _write_error(exc, writer.frames, self.wav_path.parent)
                     self.done_event.set()
                 self.meter.update(block)
                 if self.target_frames is not None and writer.frames >= self.target_frames:
@@ -314,19 +341,35 @@ class Recorder:
         m.ended_at = utc_now_iso()
         m.end_reason = self.end_reason or "stopped"
         m.error = self.error
-        m.status = STATUS_STOPPED if self.error else STATUS_COMPLETE
+        m.status = TakeStatus.STOPPED if self.error else TakeStatus.COMPLETE
         if m.clipped_samples:
             warnings.append(f"{m.clipped_samples} clipped samples: lower the gain and consider another take")
         if m.input_overflows:
             warnings.append(f"{m.input_overflows} input overflows: audio was dropped by the interface driver")
         if m.frames_lost:
             warnings.append(f"{m.frames_lost} frames lost: the disk could not keep up")
-        write_manifest(manifest_path(self.wav_path), m)
+        self._release_reserve()  # a full disk has room for the final manifest again
+        try:
+            write_manifest(manifest_path(self.wav_path), m)
+        except OSError as exc:
+            m.error = m.error or f"the manifest could not be written: {exc.strerror or exc}"
+            warnings.append(
+                f"the manifest could not be finished ({exc.strerror or exc}); the audio is safe: once the disk has room, "
+                "`cantolab capture recover` completes it"
+            )
+            m.status = TakeStatus.STOPPED
         # A device that died can also make PortAudio's exit clean-up hang or abort: flag it too.
         self.device_hung = not self._close_stream() or self.end_reason == "device stopped"
         if self.device_hung:
             warnings.append("the audio device did not close cleanly (the take is safe on disk)")
-        return TakeResult(manifest=m, wav_path=self.wav_path, manifest_path=manifest_path(self.wav_path), warnings=warnings, device_hung=self.device_hung)
+        return TakeResult(
+            manifest=m, wav_path=self.wav_path, manifest_path=manifest_path(self.wav_path), warnings=warnings, device_hung=self.device_hung
+        )
+
+    def _release_reserve(self) -> None:
+        if self._reserve is not None:
+            self._reserve.unlink(missing_ok=True)
+            self._reserve = None
 
     def _close_stream(self, timeout: float = 5.0) -> bool:
         stream, self._stream = self._stream, None
@@ -346,20 +389,49 @@ class Recorder:
         return not closer.is_alive()
 
 
+# Room kept on the take's disk (a hidden file, removed when the take ends) so that the final manifest
+# can always be written, even when the audio has filled the disk.
+RESERVE_BYTES = 256 * 1024
+
+
+def _reserve_space(path: Path, size: int = RESERVE_BYTES) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"\0" * size)  # real blocks (a sparse file or fallocate could be refused later)
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return path
+
+
+def _write_error(exc: OSError, frames: int, folder: Path) -> tuple[str, str]:
+    """(error, end_reason) for a failed audio write, in the engineer's words."""
+    saved = f"{frames / SAMPLE_RATE:.2f} s"
+    if exc.errno == errno.ENOSPC:
+        return f"the disk holding {folder} is full (No space left on device) after {saved}", "disk full"
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"write failed after {saved}: {reason} ({exc.__class__.__name__})", "write error"
+
+
 def record_take(
     request: TakeRequest,
     on_start: Callable[[Recorder], None] | None = None,
     on_tick: Callable[[LiveStats], None] | None = None,
     tick_seconds: float = 0.25,
-    watch_enter: bool = False,
+    keys: Keys | None = None,
 ) -> TakeResult:
-    """Record until `seconds`, Enter (when `watch_enter`), Ctrl-C, or a write error."""
+    """Record until `seconds`, a stop key (Enter, space, q; when `keys` is given), Ctrl-C, or a write error."""
     rec = Recorder(request)
     rec.start()
     if on_start:
         on_start(rec)
-    if watch_enter:
-        threading.Thread(target=_wait_for_enter, args=(rec,), name="capture-enter", daemon=True).start()
+    watcher = None
+    if keys is not None:
+        watcher = threading.Thread(target=_watch_keys, args=(rec, keys), name="capture-keys", daemon=True)
+        watcher.start()
     try:
         while not rec.done_event.wait(tick_seconds):
             if on_tick:
@@ -376,37 +448,75 @@ def record_take(
     try:
         return rec.finish()
     finally:
+        if watcher is not None:
+            watcher.join(1.0)  # it stops reading keys once the take is done: the next prompt gets them
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
 
-def _wait_for_enter(rec: Recorder) -> None:
-    line = sys.stdin.readline()
-    if line:  # EOF (no terminal, stdin closed) is not a request to stop
-        rec.request_stop("Enter")
+STOP_KEYS = {ENTER: "Enter", " ": "space", "q": "q", "\x1b": "Esc"}
 
 
-def record_to_memory(device: str | int | None, channel: int, seconds: float) -> tuple[np.ndarray, InputDevice, int]:
-    """A short recording kept in memory (for the level check): (int32 samples, device, overflows)."""
-    dev = resolve_device(device)
-    check_device(dev, channel)
-    import sounddevice as sd
+def _watch_keys(rec: Recorder, keys: Keys) -> None:
+    while not rec.done_event.is_set():
+        key = keys.key(0.1)
+        if key in STOP_KEYS:
+            rec.request_stop(STOP_KEYS[key])
+            return
+        if keys.eof:  # end of input (no terminal, stdin closed) is not a request to stop
+            return
 
-    frames = int(round(seconds * SAMPLE_RATE))
-    blocks: list[np.ndarray] = []
-    got = [0, 0]  # frames, overflows
-    done = threading.Event()
 
-    def callback(indata, n, time_info, status):
-        if status.input_overflow:
-            got[1] += 1
-        if got[0] < frames:
-            blocks.append(indata[: frames - got[0], channel - 1].copy())
-            got[0] += min(n, frames - got[0])
-        if got[0] >= frames:
-            done.set()
+class Listener:
+    """An open input stream from which short recordings are kept in memory (the level check).
 
-    with sd.InputStream(device=dev.index, channels=channel, samplerate=SAMPLE_RATE, dtype="int32", callback=callback):
-        if not done.wait(seconds * 3 + 5):
-            raise CaptureError(f"{dev.label()} delivered only {got[0]} of {frames} frames: is it running?")
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.int32), dev, got[1]
+    One stream for all steps, so nothing is re-opened between them; audio that arrives while no
+    step is recording is dropped.
+    """
+
+    def __init__(self, device: str | int | None, channel: int):
+        self.device = resolve_device(device)
+        check_device(self.device, channel)
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._want = 0
+        self._blocks: list[np.ndarray] = []
+        self._got = 0
+        self._overflows = 0
+        self._done = threading.Event()
+        self._stream = None
+
+    def _callback(self, indata, n, time_info, status) -> None:
+        with self._lock:
+            if self._got >= self._want:
+                return
+            if status.input_overflow:
+                self._overflows += 1
+            block = indata[: self._want - self._got, self.channel - 1].copy()
+            self._blocks.append(block)
+            self._got += block.size
+            if self._got >= self._want:
+                self._done.set()
+
+    def __enter__(self) -> Listener:
+        import sounddevice as sd
+
+        self._stream = sd.InputStream(
+            device=self.device.index, channels=self.channel, samplerate=SAMPLE_RATE, dtype="int32", callback=self._callback
+        )
+        self._stream.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stream.close()
+
+    def record(self, seconds: float) -> tuple[np.ndarray, int]:
+        """(int32 samples, input overflows) of the next `seconds` of input."""
+        with self._lock:
+            self._want, self._got, self._blocks, self._overflows = int(round(seconds * SAMPLE_RATE)), 0, [], 0
+            self._done.clear()
+        if not self._done.wait(seconds * 3 + 5):
+            raise CaptureError(f"{self.device.label()} delivered only {self._got} of {self._want} frames: is it running?")
+        with self._lock:
+            self._want = 0
+            return np.concatenate(self._blocks), self._overflows

@@ -11,23 +11,22 @@ from __future__ import annotations
 import fcntl
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import soundfile as sf
 
-from pipeline.audio import sha256_file
-
 from capture.levels import Meter
 from capture.manifest import (
-    STATUS_RECORDING,
-    STATUS_RECOVERED,
     TakeManifest,
+    TakeStatus,
     manifest_path,
     read_manifest,
     utc_now_iso,
     write_manifest,
 )
 from capture.wavstream import NotOurWav, repair_wav
+from pipeline.audio import sha256_file
 
 
 @dataclass
@@ -37,6 +36,7 @@ class RecoveryOutcome:
     frames: int = 0
     seconds: float = 0.0
     lost_header_frames: int = 0  # frames on disk the old header did not count
+    seconds_not_saved: float = 0.0  # time from the start to the last write not covered by audio on disk
 
     @property
     def recovered(self) -> bool:
@@ -71,10 +71,11 @@ def recover_take(wav: Path) -> RecoveryOutcome:
             manifest = read_manifest(mpath)
         except (ValueError, TypeError) as exc:
             return RecoveryOutcome(wav, f"failed: manifest {mpath.name} unreadable ({exc}); WAV left untouched")
-        if manifest.status != STATUS_RECORDING:
+        if manifest.status != TakeStatus.RECORDING:
             return RecoveryOutcome(wav, f"skipped: already {manifest.status}", manifest.frames, manifest.seconds)
     if _is_locked(wav):
         return RecoveryOutcome(wav, "skipped: still being recorded by a running recorder")
+    last_write = wav.stat().st_mtime  # before the repair touches the file: when the last audio was written
     try:
         repair = repair_wav(wav)
     except NotOurWav as exc:
@@ -94,12 +95,16 @@ def recover_take(wav: Path) -> RecoveryOutcome:
     manifest.clipped_samples = meter.clipped_samples
     manifest.sha256 = sha256_file(wav)
     manifest.recovered = True
-    manifest.status = STATUS_RECOVERED
+    manifest.status = TakeStatus.RECOVERED
     manifest.end_reason = "recorder interrupted; recovered"
-    manifest.ended_at = manifest.ended_at or utc_now_iso()
+    manifest.ended_at = utc_now_iso(datetime.fromtimestamp(last_write, UTC))
     write_manifest(mpath, manifest)
     lost = repair.frames - repair.header_frames if repair.header_frames >= 0 else 0
-    return RecoveryOutcome(wav, "recovered", repair.frames, manifest.seconds, lost)
+    not_saved = 0.0
+    if manifest.started_at:
+        started = datetime.fromisoformat(manifest.started_at.replace("Z", "+00:00")).timestamp()
+        not_saved = max(0.0, last_write - started - manifest.seconds)
+    return RecoveryOutcome(wav, "recovered", repair.frames, manifest.seconds, lost, round(not_saved, 2))
 
 
 def recover_all(recordings: Path) -> list[RecoveryOutcome]:

@@ -126,3 +126,98 @@ def start_jackd(name: str, rate: int = 48_000, period: int = 1024, log: Path | N
         time.sleep(0.2)
     server.stop()
     raise RuntimeError("jackd did not come up within 15 s")
+
+
+class VirtualDeviceError(RuntimeError):
+    """The virtual input cannot start (bad audio file, no jackd); the message says what to do."""
+
+
+@dataclass
+class VirtualDevice:
+    folder: Path
+    device: str
+    env: dict[str, str]
+
+
+_STATE = "virtual-device.json"
+_JACK_NAME = "cantolab-virtual"
+
+
+def _infile_samples(audio: Path) -> np.ndarray:
+    """The file's first channel as 24-bit audio in int32, at 48 kHz (resampled when it is not)."""
+    import soundfile as sf
+
+    from pipeline.preprocess import resample
+
+    try:
+        data, rate = sf.read(audio, dtype="float64", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise VirtualDeviceError(f"{audio}: not a readable WAV/FLAC ({exc})") from None
+    x = data[:, 0]
+    if rate != 48_000:
+        x = resample(x, rate, 48_000)
+    return (np.round(np.clip(x, -1.0, 1.0 - 2**-23) * 2**23).astype(np.int64) << 8).astype(np.int32)
+
+
+def start_virtual_device(audio: Path, folder: Path, *, paced: bool = True) -> VirtualDevice:
+    """Write the device's files into `folder` (and start a JACK dummy server when paced)."""
+    import json
+
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / _STATE).exists():
+        stop_virtual_device(folder)
+    samples = _infile_samples(Path(audio))
+    env = {"CANTOLAB_CAPTURE_DEVICE": "virtual"}
+    pid = None
+    if paced:
+        if not jackd_available():
+            raise VirtualDeviceError(
+                "a paced virtual input needs jackd and the ALSA JACK plugin (Debian jackd2, libasound2-plugins); or use --unpaced"
+            )
+        infile = write_f32_infile(folder / "source.f32", samples)
+        try:
+            server = start_jackd(_JACK_NAME, log=folder / "jackd.log")
+        except RuntimeError as exc:
+            raise VirtualDeviceError(str(exc)) from None
+        pid = server.process.pid
+        env.update(server.env)
+    else:
+        infile = write_s32_infile(folder / "source.s32", samples)
+    config = write_alsa_config(folder, infile, paced=paced)
+    env["ALSA_CONFIG_PATH"] = str(config)
+    state = {"pid": pid, "cmdline": _cmdline(pid) if pid else None, "env": env}
+    (folder / _STATE).write_text(json.dumps(state, indent=2))
+    return VirtualDevice(folder, DEVICE_NAME, env)
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return None
+
+
+def stop_virtual_device(folder: Path) -> str:
+    """End the JACK server `start` left running, only if that PID is still our jackd."""
+    import json
+
+    path = Path(folder).resolve() / _STATE
+    if not path.exists():
+        return f"no virtual input was started from {folder}"
+    state = json.loads(path.read_text())
+    pid = state.get("pid")
+    said = "virtual input stopped"
+    if pid:
+        now = _cmdline(pid)
+        if now and now == state.get("cmdline") and _JACK_NAME in now:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if _cmdline(pid) is None or not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.1)
+            said = f"virtual input stopped (jackd {pid} ended)"
+        else:
+            said = f"virtual input files removed (jackd {pid} was already gone)"
+    path.unlink()
+    return said

@@ -21,6 +21,7 @@ from pipeline.config import AudioConfig, PreprocessConfig
 from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
 from pipeline.ids import take_id_for_content
+from pipeline.manifest import CAPTURE_MEASURED, TakeStatus, contract_fields, ingest_fields, manifest_path, read_manifest
 from pipeline.records import prepare_take, take_record
 from pipeline.segment import ClipConfig, clip_rows
 from pipeline.transcribe import PRODUCTION_DEFAULT, TranscribeOptions, check_options, load_transcriber, resolve_backend, review
@@ -30,10 +31,6 @@ from pipeline.vocabulary import LabelSets, normalize_label
 log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac")
-MANIFEST_FIELDS = (
-    "take_id", "session", "singer", "song", "notes", "device_name", "host_api", "microphone", "started_at",
-    "peak_dbfs", "clipped_samples", "input_overflows", "tool_version", "recovered", "language",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -163,7 +160,11 @@ def read_import_csv(csv_path: str | Path, root: str | Path, settings: IngestSett
             if bad:
                 problems.append(SourceProblem("import", f"{where} {rel}", bad))
                 continue
-            manifest = {k: _clean(row.get(k)) for k in MANIFEST_FIELDS if _clean(row.get(k)) is not None}
+            try:
+                manifest = contract_fields(row, f"{where} {rel}")
+            except InputError as exc:
+                problems.append(SourceProblem("import", f"{where} {rel}", str(exc)))
+                continue
             sources.append(TakeSource(str(candidate.resolve()), where, manifest, labels))
     return sources, problems
 
@@ -180,24 +181,24 @@ def discover_takes(root: str | Path, import_csv: str | Path | None = None, setti
         if not _inside(root, audio):
             problems.append(SourceProblem("discover", str(audio), "symlink points outside the recordings root"))
             continue
-        manifest_path = audio.with_suffix(".json")
+        mpath = manifest_path(audio)
         manifest: dict = {}
-        if manifest_path.exists():
+        if mpath.exists():
             try:
-                raw = json.loads(manifest_path.read_text())
-                if not isinstance(raw, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as exc:
-                problems.append(SourceProblem("discover", str(manifest_path), f"unreadable take manifest: {exc}"))
+                take = read_manifest(mpath)
+            except InputError as exc:
+                problems.append(SourceProblem("discover", str(mpath), f"unreadable take manifest: {exc}"))
                 continue
-            if raw.get("status") == "recording":
+            if take.status == TakeStatus.RECORDING:
                 # Being recorded now, or its recorder died: ingesting it would freeze a partial take.
                 problems.append(SourceProblem("discover", str(audio.resolve()), "interrupted take (status 'recording'): if no recorder is running, repair it with `cantolab capture recover`"))
                 continue
-            manifest = {k: raw[k] for k in MANIFEST_FIELDS if raw.get(k) is not None}
+            if take.discarded:  # the engineer discarded it after the take; it stays on disk, unused
+                continue
+            manifest = ingest_fields(take)
         elif audio.parent != root:
             manifest = {"session": audio.parent.name}
-        sources.append(TakeSource(str(audio.resolve()), str(manifest_path if manifest else audio), manifest))
+        sources.append(TakeSource(str(audio.resolve()), str(mpath if manifest else audio), manifest))
     return sources, problems
 
 
@@ -224,14 +225,6 @@ def process_take(source: TakeSource, sha256: str, settings: IngestSettings = Ing
     take_id = take_id_of(source, sha256)
     manifest = dict(source.manifest)
     manifest.pop("take_id", None)
-    for key, kind in (("peak_dbfs", float), ("clipped_samples", int), ("input_overflows", int)):
-        if key in manifest:
-            try:
-                manifest[key] = kind(manifest[key])
-            except (TypeError, ValueError):
-                raise InputError(f"{source.origin}: {key} {manifest[key]!r} is not a {kind.__name__}") from None
-    if "recovered" in manifest:
-        manifest["recovered"] = str(manifest["recovered"]).lower() in ("1", "true", "yes")
     transcriber = load_transcriber(settings.model, settings.backend, settings.compute_type, settings.threads)
     with gate if gate is not None else contextlib.nullcontext():
         result = transcriber.transcribe(prepared.whisper_input, settings.options_for(manifest.get("language")))
@@ -239,7 +232,7 @@ def process_take(source: TakeSource, sha256: str, settings: IngestSettings = Ing
     if not manifest.get("language") and result.language:
         manifest["language"] = result.language
     take = take_record(take_id, prepared, manifest)
-    for key in ("peak_dbfs", "clipped_samples", "recovered", "tool_version"):
+    for key in CAPTURE_MEASURED:
         if key in source.manifest and key in manifest:
             take[key] = manifest[key]  # the capture tool's own measurements win over re-measured ones
     clips, features = clip_rows(

@@ -9,7 +9,7 @@ PY=${PYTHON:-python3.11}
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages, only the missing ones.
-APT_PKGS=(libportaudio2 alsa-utils jackd2 libasound2-plugins libsndfile1 sox espeak-ng chromium flac)
+APT_PKGS=(libportaudio2 alsa-utils jackd2 libasound2-plugins libsndfile1 sox espeak-ng chromium flac tmux)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -22,7 +22,8 @@ MANIFEST_FIELDS = {
 def test_recorded_samples_equal_the_source_bit_exactly(tmp_path, null_device):
     src = null_device.source
     seconds = 14.0
-    run = capture_cli(record_args(tmp_path / "REC", "--seconds", str(seconds), "--notes", "warm-up"), null_device)
+    mic_env = Device({**null_device.env, "CANTOLAB_CAPTURE_MICROPHONE": "Neumann TLM 103"}, null_device.config, src)
+    run = capture_cli(record_args(tmp_path / "REC", "--seconds", str(seconds), "--notes", "warm-up"), mic_env)
     assert run.returncode == 0, run.stdout + run.stderr
     wav, js = only_take(tmp_path / "REC" / "s01")
     frames = int(seconds * 48_000)
@@ -39,6 +40,8 @@ def test_recorded_samples_equal_the_source_bit_exactly(tmp_path, null_device):
     assert (m["sample_rate"], m["subtype"], m["channels"], m["notes"]) == (48_000, "PCM_24", 1, "warm-up")
     assert m["device_name"] == "cantolab_virtual_interface" and m["host_api"] == "ALSA"
     assert m["microphone"] == "Neumann TLM 103" and m["started_at"].endswith("Z")
+    assert (m["take_number"], m["may_resample"], m["discarded"]) == (1, True, False)  # an ALSA plug device
+    assert "$CANTOLAB_CAPTURE_MICROPHONE" in run.stdout and "may resample" in run.stdout  # the settings, shown first
     assert m["sha256"] == sha256_file(wav)
     peak = np.abs(src.samples[:frames].astype(np.int64)).max() / 2**31
     assert abs(m["peak_dbfs"] - 20 * np.log10(peak)) < 1e-3
@@ -52,6 +55,9 @@ def test_recorded_samples_equal_the_source_bit_exactly(tmp_path, null_device):
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(list((tmp_path / "REC" / "s01").glob("*.wav"))) == 2
     assert wav.read_bytes() == before
+    second = json.loads(next(p for p in (tmp_path / "REC" / "s01").glob("*.json") if p != js).read_text())
+    assert (second["take_number"], second["microphone"]) == (2, "")  # numbered per song; no microphone invented
+    assert "microphone" in again.stdout and "not set" in again.stdout
 
 
 def test_clipping_is_counted_warned_and_recorded(tmp_path, null_device, studio_source):
@@ -64,7 +70,8 @@ def test_clipping_is_counted_warned_and_recorded(tmp_path, null_device, studio_s
     config = vd.write_alsa_config(tmp_path / "hot", vd.write_s32_infile(tmp_path / "hot" / "hot.s32", hot))
     device = Device({**null_device.env, "ALSA_CONFIG_PATH": str(config)}, config, null_device.source)
     run = capture_cli(record_args(tmp_path / "REC", "--seconds", "1"), device)
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.returncode == 3, run.stdout + run.stderr  # kept, but clipped: its own exit code
+    assert "CLIPPED: 13 samples" in run.stdout
     _, js = only_take(tmp_path / "REC" / "s01")
     m = json.loads(js.read_text())
     assert m["clipped_samples"] == 13
@@ -115,13 +122,3 @@ def test_devices_lists_and_marks_the_configured_device(null_device):
     row = next(line for line in run.stdout.splitlines() if "cantolab_virtual_interface" in line)
     assert "→" in row and "ALSA" in row and "yes" in row
     assert "configured device: [" in run.stdout and "can record at 48 kHz / 24-bit" in run.stdout
-
-
-def test_level_check_reports_the_source_levels(null_device):
-    run = capture_cli(["check", "--device", "virtual", "--seconds", "2"], null_device)
-    assert run.returncode == 0, run.stdout + run.stderr
-    x = null_device.source.samples[: 2 * 48_000].astype(np.float64) / 2**31
-    peak = 20 * np.log10(np.abs(x).max())
-    assert f"{peak:6.1f} dBFS" in run.stdout
-    assert f"{x.mean():+.6f} of full scale" in run.stdout
-    assert "noise floor" in run.stdout and "clipped samples" in run.stdout
