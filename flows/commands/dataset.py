@@ -8,8 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.dataset import Dataset, DatasetError
+from pipeline.dataset import SCHEMAS, Dataset, DatasetError
 from pipeline.dataset.info import summarize
+from pipeline.errors import USER_ERROR_EXIT
 
 dataset_app = typer.Typer(help="Inspect the Parquet dataset (takes, clips, features, annotations, labels, rejects).", no_args_is_help=True)
 console = Console()
@@ -55,7 +56,7 @@ def info(
         summary = summarize(ds)
     except DatasetError as exc:
         console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
@@ -65,7 +66,11 @@ def info(
 @dataset_app.command("rejects")
 def rejects(root: str = typer.Argument(..., help="Dataset folder (local path or fsspec URL).")) -> None:
     """What a stage could not process: where, why and when (quarantined, never dropped)."""
-    rows = Dataset(root).read("rejects").to_pylist()
+    ds = Dataset(root)
+    if not any(ds.exists(name) for name in SCHEMAS):  # a mistyped path must not read as "all is well"
+        console.print(f"[red]error:[/] {root}: no dataset here (no Cantolab tables); check the path")
+        raise typer.Exit(USER_ERROR_EXIT)
+    rows = ds.read("rejects").to_pylist()
     if not rows:
         console.print("no rejects")
         return

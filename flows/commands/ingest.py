@@ -14,7 +14,9 @@ from pipeline.models_cache import PRODUCTION_DEFAULT, ModelNotFoundError
 console = Console(stderr=True)
 
 
-def _settings(model, backend, language, beam_size, word_timestamps, vad, condition, min_clip, max_clip, features, threads, normalize) -> dict:
+def _settings(
+    model, backend, language, beam_size, word_timestamps, vad, condition, min_clip, max_clip, features, threads, normalize
+) -> dict:
     return {
         "model": model,
         "backend": backend,
@@ -39,6 +41,15 @@ def print_report(report: dict) -> None:
         f"{report['clips']} clips, {report['seconds'] / 60:.1f} min of audio, "
         f"[yellow]{report['suspected_hallucinations']}[/] suspected hallucination(s) (kept, flagged)"
     )
+    if report.get("found_again") or report.get("changed") or report.get("skipped"):
+        console.print(
+            f"{report.get('found_again', 0)} take(s) found again (already in the dataset: id and metadata kept), "
+            f"{len(report.get('changed', []))} changed, {report.get('skipped', 0)} skipped (another ingest of this dataset has them)"
+        )
+    for c in report.get("changed", []):
+        console.print(f"  [yellow]changed[/] {c['take_id']} ({c['source']}): {', '.join(c['fields'])}")
+    for r in report.get("skips", []):
+        console.print(f"  [yellow]skipped[/] {r['source']}: {r['reason']}")
     for r in report["rejects"]:
         console.print(f"  [red]rejected[/] {r['source']}: {r['reason']}")
 
@@ -46,7 +57,11 @@ def print_report(report: dict) -> None:
 def ingest(
     recordings: Path = typer.Argument(..., help="Recordings root: session folders of <take>.wav + <take>.json, or any WAV/FLAC files."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder (local path or fsspec URL)."),
-    import_csv: Path = typer.Option(None, "--import-csv", help="CSV with a `path` column (relative to RECORDINGS) + manifest fields; `style`/`emotion` become imported labels."),
+    import_csv: Path = typer.Option(
+        None,
+        "--import-csv",
+        help="CSV with a `path` column (relative to RECORDINGS) + manifest fields; `style`/`emotion` become imported labels.",
+    ),
     model: str = typer.Option(PRODUCTION_DEFAULT, "--model", "-m", help="Whisper model name (large-v3, base, tiny.en…) or path."),
     backend: str = typer.Option("auto", help="auto | faster-whisper | openai-whisper."),
     language: str = typer.Option("manifest", help="'manifest' (the take's language, else detect), 'auto', or a code such as en."),
@@ -56,7 +71,9 @@ def ingest(
     condition_on_previous_text: bool = typer.Option(False, help="Off by default: feeds repetition loops on singing."),
     min_clip: float = typer.Option(4.0, help="Shortest clip in seconds where the lyrics allow."),
     max_clip: float = typer.Option(20.0, help="Longest clip in seconds; shorter takes stay whole."),
-    features: bool = typer.Option(True, "--features/--no-features", help="Keep each clip's Whisper encoder frames (float16) in `features`."),
+    features: bool = typer.Option(
+        True, "--features/--no-features", help="Keep each clip's Whisper encoder frames (float16) in `features`."
+    ),
     normalize: str = typer.Option("peak", help="peak | rms | lufs | none."),
     concurrency: int = typer.Option(1, min=1, help="Takes transcribed at once in this process."),
     threads: int = typer.Option(0, help="CPU threads per transcription (0: all cores)."),
@@ -70,29 +87,45 @@ def ingest(
     import logging
 
     from flows.ingest import PROGRESS_LISTENERS, ingest_flow, model_identity, quiet_run_logs
+    from flows.local_server import prefect_api
+    from pipeline.errors import CantolabError
 
     if logging.getLogger().level > logging.DEBUG:  # `cantolab -v ingest` keeps Prefect's run logs
         quiet_run_logs()
     from pipeline.ingest import IngestSettings, discover_takes
 
-    settings = _settings(model, backend, language, beam_size, word_timestamps, vad, condition_on_previous_text, min_clip, max_clip, features, threads, normalize)
+    settings = _settings(
+        model,
+        backend,
+        language,
+        beam_size,
+        word_timestamps,
+        vad,
+        condition_on_previous_text,
+        min_clip,
+        max_clip,
+        features,
+        threads,
+        normalize,
+    )
     try:
         cfg = IngestSettings.from_dict(settings)
         model_identity(cfg)  # a missing model is reported before anything starts
         sources, _ = discover_takes(recordings, import_csv, cfg)
     except (ValueError, FileNotFoundError) as exc:  # ModelNotFoundError is a FileNotFoundError
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=as_json) as progress:
         bar = progress.add_task(f"ingesting {recordings}", total=len(sources))
         listener = lambda result: progress.advance(bar)  # noqa: E731
         PROGRESS_LISTENERS.append(listener)
         try:
-            report = ingest_flow(str(recordings), dataset, str(import_csv) if import_csv else None, settings, concurrency)
-        except ModelNotFoundError as exc:
+            with prefect_api():  # PREFECT_API_URL, or a temporary server that dies with this process
+                report = ingest_flow(str(recordings), dataset, str(import_csv) if import_csv else None, settings, concurrency)
+        except (ModelNotFoundError, CantolabError) as exc:
             console.print(f"[red]error:[/] {exc}", soft_wrap=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         finally:
             PROGRESS_LISTENERS.remove(listener)
     if as_json:
