@@ -11,10 +11,12 @@ Prefect adds what a nightly, unattended run needs around the plain functions of 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -22,19 +24,23 @@ from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.futures import as_completed
 
 from pipeline.audio import AudioError
-from pipeline.dataset import Dataset, add_reject
+from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import (
     IngestSettings,
+    RejectLog,
     SourceProblem,
     TakeSource,
     check_settings,
     discover_takes,
     file_sha256,
+    known_takes,
+    plan_take,
     process_take,
     take_id_of,
     write_take,
 )
+from pipeline.leases import TakeLeases
 from pipeline.transcribe import resolve_model
 
 TRANSIENT = (TimeoutError, ConnectionError, InterruptedError, BlockingIOError)
@@ -54,9 +60,26 @@ def quiet_run_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+# Set when a run is being stopped (SIGTERM, Ctrl-C): takes not yet transcribing give up at once
+# instead of each transcribing in turn while the process waits for its worker threads.
+STOPPING = threading.Event()
+
+
+class RunStopping(Exception):
+    """The run is being stopped; this take is left for the next run (nothing of it was written)."""
+
+
 def transcription_gate(limit: int) -> threading.BoundedSemaphore:
     with _GATES_LOCK:
         return _GATES.setdefault(limit, threading.BoundedSemaphore(limit))
+
+
+@contextlib.contextmanager
+def _gate(limit: int) -> Iterator[None]:
+    with transcription_gate(limit):
+        if STOPPING.is_set():
+            raise RunStopping("the run is stopping")
+        yield
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -83,9 +106,12 @@ def model_identity(settings: IngestSettings) -> str:
 
 
 def _cache_key(context, parameters) -> str:
-    text = "|".join(
-        str(parameters[k]) for k in ("sha256", "fingerprint", "model_identity", "dataset")
-    ) + "|" + str(parameters["source"].get("manifest")) + str(parameters["source"].get("labels"))
+    text = (
+        "|".join(str(parameters[k]) for k in ("sha256", "fingerprint", "model_identity", "dataset"))
+        + "|"
+        + str(parameters["source"].get("manifest"))
+        + str(parameters["source"].get("labels"))
+    )
     return "ingest-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -97,25 +123,47 @@ def _cache_key(context, parameters) -> str:
     tags=["whisper"],
     persist_result=True,
 )
-def ingest_take(source: dict, sha256: str, dataset: str, settings: dict, fingerprint: str, model_identity: str, concurrency: int) -> dict:
-    """One take end to end; bad input (InputError) becomes a reject, returned, not raised: nothing to retry.
+def ingest_take(
+    source: dict, sha256: str, dataset: str, settings: dict, fingerprint: str, model_identity: str, concurrency: int,
+    known: bool = True, run_started: float = 0.0, manifest: dict | None = None,
+) -> dict:  # fmt: skip
+    """One take end to end; bad input becomes a reject (returned, not raised: nothing to retry).
 
-    A ConfigError is raised: the flow stops, since every other take would fail the same way."""
+    `manifest`: the source's manifest merged with what the dataset already knew of the take (its
+    take id, metadata a re-ingest must not erase); the cache stays keyed on the source as found.
+    The take is leased first (pipeline.leases): another ingest of the same dataset working on it
+    makes this one skip it rather than transcribe it a second time.
+    """
     src = TakeSource(**source)
+    if manifest is not None:
+        src = replace(src, manifest=manifest)
     cfg = IngestSettings.from_dict(settings)
     ds = Dataset(dataset)
-    try:
-        rows = process_take(src, sha256, cfg, gate=transcription_gate(concurrency))
-    except InputError as exc:
-        reason = exc.problem if isinstance(exc, AudioError) else str(exc)
-        add_reject(ds, "ingest", src.path, reason, details=f"{type(exc).__name__}; origin {src.origin}")
-        return {"status": "rejected", "source": src.path, "reason": reason}
-    except OSError as exc:
-        if is_transient(exc):
-            raise  # retried
-        add_reject(ds, "ingest", src.path, f"cannot read: {exc}", details=f"origin {src.origin}")
-        return {"status": "rejected", "source": src.path, "reason": str(exc)}
-    written = write_take(ds, rows, source=src.path)
+    take_id = take_id_of(src, sha256)
+    with _leases(ds).hold(take_id) as lease:
+        if not lease.held:
+            return {"status": "skipped", "source": src.path, "take_id": take_id, "reason": "in progress in another ingest of this dataset"}
+        done = lease.record or {}
+        if not known and done.get("sha256") == sha256 and done.get("fingerprint") == fingerprint and done.get("done_at", 0) >= run_started:
+            return {
+                "status": "skipped",
+                "source": src.path,
+                "take_id": take_id,
+                "reason": "ingested by another ingest of this dataset while this one ran",
+            }
+        if STOPPING.is_set():
+            raise RunStopping("the run is stopping")
+        try:
+            rows = process_take(src, sha256, cfg, gate=_gate(concurrency))
+        except InputError as exc:
+            reason = exc.problem if isinstance(exc, AudioError) else str(exc)
+            return {"status": "rejected", "source": src.path, "reason": reason, "details": f"{type(exc).__name__}; origin {src.origin}"}
+        except OSError as exc:
+            if is_transient(exc):
+                raise  # retried
+            return {"status": "rejected", "source": src.path, "reason": f"cannot read: {exc}", "details": f"origin {src.origin}"}
+        written = write_take(ds, rows, known=known)
+        lease.finished(sha256=sha256, fingerprint=fingerprint, take_id=take_id)
     return {
         "status": "ingested",
         "source": src.path,
@@ -136,11 +184,15 @@ class IngestReport:
     ingested: int = 0
     cached: int = 0
     rejected: int = 0
+    skipped: int = 0  # being (or just) ingested by another run of the same dataset
+    found_again: int = 0  # audio already in the dataset (by content): its take id and metadata kept
     clips: int = 0
     suspected_hallucinations: int = 0
     seconds: float = 0.0
     rejects: list[dict] = field(default_factory=list)
     takes: list[dict] = field(default_factory=list)
+    changed: list[dict] = field(default_factory=list)  # known takes whose metadata or audio this run changes
+    skips: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -148,6 +200,10 @@ class IngestReport:
 
 def _source_dict(src: TakeSource) -> dict:
     return {"path": src.path, "origin": src.origin, "manifest": src.manifest, "labels": src.labels}
+
+
+def _leases(dataset: Dataset) -> TakeLeases:
+    return TakeLeases(Path(dataset._base) / ".ingest-leases" if dataset._local else None)
 
 
 def _cached_task(dataset: Dataset, refresh: bool):
@@ -159,6 +215,12 @@ def _cached_task(dataset: Dataset, refresh: bool):
     return ingest_take.with_options(**options)
 
 
+def in_flight_limit(transcribe_concurrency: int) -> int:
+    """Takes submitted at once: enough to keep transcription busy, few enough that memory and a
+    SIGTERM's wait (a thread pool finishes what was queued) do not grow with the number of takes."""
+    return max(4, 2 * transcribe_concurrency)
+
+
 @flow(name="ingest", description="Recordings → takes, transcribed clips, encoder features, imported labels, rejects.")
 def ingest_flow(
     recordings: str,
@@ -168,56 +230,93 @@ def ingest_flow(
     transcribe_concurrency: int = 1,
 ) -> dict:
     logger = get_run_logger()
+    started = time.time()
+    STOPPING.clear()
     cfg = IngestSettings.from_dict(settings)
     ds = Dataset(dataset)
     identity = model_identity(cfg)  # a missing model fails here, once, with how to provide it
     sources, problems = discover_takes(recordings, import_csv, cfg)
     report = IngestReport(discovered=len(sources))
-    for problem in problems:
-        add_reject(ds, problem.stage, problem.source, problem.reason)
-        report.rejects.append({"stage": problem.stage, "source": problem.source, "reason": problem.reason})
-    done_takes = {k[0] for k in ds.keys("takes")}
-    fingerprint = cfg.fingerprint()
-    futures = {}
-    for src in sources:
-        try:
-            sha = file_sha256(src.path)
-        except OSError as exc:
-            problems.append(SourceProblem("ingest", src.path, f"cannot read: {exc}"))
-            add_reject(ds, "ingest", src.path, f"cannot read: {exc}")
-            report.rejects.append({"stage": "ingest", "source": src.path, "reason": str(exc)})
-            continue
-        # A take missing from the dataset is redone even when the cache says it was finished.
-        runner = _cached_task(ds, refresh=take_id_of(src, sha) not in done_takes)
-        fut = runner.submit(_source_dict(src), sha, dataset, cfg.to_dict(), fingerprint, identity, transcribe_concurrency)
-        futures[fut] = src
-    for fut in as_completed(list(futures)):
-        src = futures[fut]
-        try:
-            result = fut.result()
-        except ConfigError:
-            raise  # a bad setting: stop the run rather than quarantine every take
-        except Exception as exc:  # noqa: BLE001 — failed after its retries: quarantine, carry on
-            reason = f"failed after retries: {type(exc).__name__}: {exc}"
-            add_reject(ds, "ingest", src.path, reason)
-            result = {"status": "rejected", "source": src.path, "reason": reason}
-        if result["status"] == "rejected":
-            report.rejects.append({"stage": "ingest", "source": src.path, "reason": result["reason"]})
-        else:
-            cached = bool(getattr(fut.state, "name", "") == "Cached")
-            report.ingested += 1
-            report.cached += int(cached)
-            report.clips += result["clips"]
-            report.suspected_hallucinations += result["hallucinations"]
-            report.seconds += result["seconds"]
-            report.takes.append({k: result[k] for k in ("source", "take_id", "clips", "hallucinations", "transcripts")} | {"cached": cached})
-        for listener in list(PROGRESS_LISTENERS):
-            listener(result)
+    rejects = RejectLog(ds)
+
+    def reject(stage: str, source: str, reason: str, details: str = "") -> None:
+        rejects.add(stage, source, reason, details)
+        report.rejects.append({"stage": stage, "source": source, "reason": reason})
+
+    try:
+        for problem in problems:
+            reject(problem.stage, problem.source, problem.reason)
+        by_id, by_sha = known_takes(ds)
+        fingerprint = cfg.fingerprint()
+        seen_id: dict = {}
+        seen_sha: dict = {}
+        pending: dict = {}
+        limit = in_flight_limit(transcribe_concurrency)
+
+        def collect(fut) -> None:
+            planned = pending.pop(fut)
+            src = planned.source
+            try:
+                result = fut.result()
+            except ConfigError:
+                raise  # a bad setting: stop the run rather than quarantine every take
+            except Exception as exc:  # noqa: BLE001 — failed after its retries: quarantine, carry on
+                result = {"status": "rejected", "source": src.path, "reason": f"failed after retries: {type(exc).__name__}: {exc}"}
+            if result["status"] == "rejected":
+                reject("ingest", src.path, result["reason"], result.get("details", ""))
+            elif result["status"] == "skipped":
+                report.skipped += 1
+                report.skips.append({"source": src.path, "take_id": result["take_id"], "reason": result["reason"]})
+            else:
+                cached = bool(getattr(fut.state, "name", "") == "Cached")
+                rejects.clear(src.path)
+                report.ingested += 1
+                report.cached += int(cached)
+                report.found_again += int(planned.known is not None)
+                if planned.changed:
+                    report.changed.append({"take_id": planned.take_id, "source": src.path, "fields": planned.changed})
+                report.clips += result["clips"]
+                report.suspected_hallucinations += result["hallucinations"]
+                report.seconds += result["seconds"]
+                report.takes.append(
+                    {k: result[k] for k in ("source", "take_id", "clips", "hallucinations", "transcripts")} | {"cached": cached}
+                )
+            for listener in list(PROGRESS_LISTENERS):
+                listener(result)
+
+        for src in sources:
+            try:
+                sha = file_sha256(src.path)
+            except OSError as exc:
+                reject("ingest", src.path, f"cannot read: {exc}")
+                continue
+            planned = plan_take(src, sha, by_id, by_sha, seen_id, seen_sha)
+            if isinstance(planned, SourceProblem):
+                reject(planned.stage, planned.source, planned.reason)
+                for listener in list(PROGRESS_LISTENERS):
+                    listener({"status": "rejected", "source": src.path, "reason": planned.reason})
+                continue
+            known = planned.take_id in by_id
+            # A take missing from the dataset is redone even when the cache says it was finished.
+            runner = _cached_task(ds, refresh=not known)
+            fut = runner.submit(_source_dict(planned.source), sha, dataset, cfg.to_dict(), fingerprint, identity,
+                                transcribe_concurrency, known, started, planned.manifest)  # fmt: skip
+            pending[fut] = planned
+            while len(pending) >= limit:
+                collect(next(as_completed(list(pending))))
+        while pending:
+            collect(next(as_completed(list(pending))))
+    except BaseException:  # SIGTERM (Prefect's TerminationSignal), Ctrl-C: let waiting takes give up
+        STOPPING.set()
+        raise
+    finally:
+        rejects.flush()  # what was decided is kept even when the run is cut short
     report.rejected = len(report.rejects)
     for table in ("takes", "clips", "features", "labels", "rejects"):
         ds.compact(table)  # one part per table again, instead of one per take
     logger.info(
-        "ingest: %d discovered, %d ingested (%d from cache), %d rejected, %d clips, %d suspected hallucinations",
-        report.discovered, report.ingested, report.cached, report.rejected, report.clips, report.suspected_hallucinations,
+        "ingest: %d discovered, %d ingested (%d from cache, %d found again, %d changed), %d rejected, %d skipped (another run), %d clips, %d suspected hallucinations",
+        report.discovered, report.ingested, report.cached, report.found_again, len(report.changed), report.rejected,
+        report.skipped, report.clips, report.suspected_hallucinations,
     )  # fmt: skip
     return report.to_dict()

@@ -102,7 +102,16 @@ def _wav_data_shortfall(path: Path, block_align: int) -> tuple[int, int] | None:
     return None
 
 
-def _read(path: Path) -> tuple[np.ndarray, sf._SoundFileInfo]:
+# Frames decoded at a time: memory stays bounded by the length limit, never by the file's size.
+BLOCK_FRAMES = 1 << 16
+
+
+def _header(path: Path, cfg: AudioConfig) -> tuple[sf._SoundFileInfo, int]:
+    """The file's format and the frames its header declares, checked before any sample is decoded.
+
+    A file longer than `cfg.max_seconds` is refused here, from its header alone, so a 2-hour take
+    costs a few kilobytes of reading rather than gigabytes of decoded samples.
+    """
     if not path.exists():
         raise AudioError(path, "file not found")
     if not path.is_file():
@@ -115,21 +124,27 @@ def _read(path: Path) -> tuple[np.ndarray, sf._SoundFileInfo]:
         raise AudioError(path, f"unreadable or not audio ({exc})") from None
     if info.frames <= 0:
         raise AudioError(path, "zero-length audio (no frames)")
-    try:
-        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise AudioError(path, f"truncated or corrupt audio data ({exc})") from None
-    if data.shape[0] == 0:
-        raise AudioError(path, "zero-length audio (no frames could be decoded)")
+    seconds = info.frames / info.samplerate
+    if seconds > cfg.max_seconds:
+        raise AudioError(path, f"too long: {seconds:.1f} s exceeds the configured maximum of {cfg.max_seconds:.1f} s")
     declared = info.frames
     if info.format == "WAV":
         width = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}.get(info.subtype)
         shortfall = _wav_data_shortfall(path, width * info.channels) if width else None
         if shortfall:
             declared = shortfall[0]
-    if data.shape[0] < declared:
-        raise AudioError(path, f"truncated: header declares {declared} frames, only {data.shape[0]} present")
-    return data, info
+    return info, declared
+
+
+@dataclass
+class _Scan:
+    """What one pass over the decoded blocks learns besides the samples themselves."""
+
+    mono: np.ndarray
+    frames: int = 0
+    nonfinite: int = 0
+    peak: float = 0.0
+    clipped: int = 0
 
 
 def _pick_channel(data: np.ndarray, policy, path: Path) -> np.ndarray:
@@ -144,27 +159,64 @@ def _pick_channel(data: np.ndarray, policy, path: Path) -> np.ndarray:
     return np.ascontiguousarray(data[:, index])
 
 
+def _decode(path: Path, info: sf._SoundFileInfo, cfg: AudioConfig) -> _Scan:
+    """Decode in blocks of BLOCK_FRAMES into one mono buffer, counting as it goes."""
+    scan = _Scan(mono=np.empty(info.frames, dtype=np.float32))
+    threshold = full_scale_threshold(info.subtype)
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            for block in fh.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+                magnitude = np.abs(block)
+                finite = np.isfinite(magnitude)
+                scan.nonfinite += int(block.size - np.count_nonzero(finite))
+                if block.size:
+                    scan.peak = max(scan.peak, float(magnitude[finite].max(initial=0.0)))
+                scan.clipped += int(np.count_nonzero(magnitude >= threshold))
+                mono = _pick_channel(block, cfg.channels, path)
+                end = scan.frames + mono.shape[0]
+                if end > scan.mono.shape[0]:  # more than the header said: grow (rare, bounded by the check below)
+                    if end / info.samplerate > cfg.max_seconds:
+                        raise AudioError(path, f"too long: more than the configured maximum of {cfg.max_seconds:.1f} s")
+                    scan.mono = np.concatenate([scan.mono[: scan.frames], np.empty(end - scan.frames, np.float32)])
+                scan.mono[scan.frames : end] = mono
+                scan.frames = end
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(path, f"truncated or corrupt audio data ({exc})") from None
+    scan.mono = scan.mono[: scan.frames]
+    return scan
+
+
 def load_audio(path: str | os.PathLike, cfg: AudioConfig = AudioConfig()) -> AudioClip:
-    """Read WAV/FLAC (any rate, depth, channel count) into a validated mono clip."""
+    """Read WAV/FLAC (any rate, depth, channel count) into a validated mono clip.
+
+    The header is checked first (length limit, declared frames); the samples are then decoded in
+    bounded blocks straight into the mono signal, so peak memory is about one mono copy of a file
+    within the limit, whatever the file's channel count or size.
+    """
     path = Path(path)
-    data, info = _read(path)
-    if not np.isfinite(data).all():
-        bad = int(np.count_nonzero(~np.isfinite(data)))
-        raise AudioError(path, f"{bad} NaN/inf samples")
-    seconds = data.shape[0] / info.samplerate
-    if seconds > cfg.max_seconds:
-        raise AudioError(path, f"too long: {seconds:.1f} s exceeds the configured maximum of {cfg.max_seconds:.1f} s")
-    peak = float(np.abs(data).max())
+    info, declared = _header(path, cfg)
+    if cfg.channels not in ("downmix", "first") and int(cfg.channels) >= info.channels and info.channels > 1:
+        raise AudioError(path, f"channel {int(cfg.channels)} requested but the file has {info.channels} channels")
+    scan = _decode(path, info, cfg)
+    if scan.frames == 0:
+        raise AudioError(path, "zero-length audio (no frames could be decoded)")
+    if scan.frames < declared:
+        raise AudioError(path, f"truncated: header declares {declared} frames, only {scan.frames} present")
+    if scan.nonfinite:
+        raise AudioError(path, f"{scan.nonfinite} NaN/inf samples")
+    peak = scan.peak
     if peak == 0.0 or 20 * np.log10(peak) < cfg.silence_dbfs:
         level = "-inf" if peak == 0.0 else f"{20 * np.log10(peak):.1f}"
         raise AudioError(path, f"digital silence: peak {level} dBFS is below {cfg.silence_dbfs} dBFS")
-    clipped = clipping_fraction(data, info.subtype)
+    clipped = scan.clipped / (scan.frames * info.channels)
     if clipped > cfg.max_clipping_fraction:
         raise AudioError(
             path,
             f"clipped: {clipped:.2%} of samples at full scale exceeds the limit of {cfg.max_clipping_fraction:.2%}",
         )
-    mono = _pick_channel(data, cfg.channels, path)
+    mono = scan.mono
     rate = info.samplerate
     resampled_from = None
     if rate != cfg.expected_rate:
@@ -217,9 +269,7 @@ def write_audio(
     return path
 
 
-def encode_flac(
-    samples: np.ndarray, sample_rate: int = 48_000, subtype: str = "PCM_24", compression_level: float = 0.0
-) -> bytes:
+def encode_flac(samples: np.ndarray, sample_rate: int = 48_000, subtype: str = "PCM_24", compression_level: float = 0.0) -> bytes:
     """FLAC bytes for the dataset. Level 0 is the fastest; FLAC is lossless at any level."""
     buf = io.BytesIO()
     sf.write(

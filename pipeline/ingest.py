@@ -22,7 +22,7 @@ from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
 from pipeline.ids import take_id_for_content
 from pipeline.manifest import CAPTURE_MEASURED, TakeStatus, contract_fields, ingest_fields, manifest_path, read_manifest
-from pipeline.records import prepare_take, take_record
+from pipeline.records import parse_time, prepare_take, take_record
 from pipeline.segment import ClipConfig, clip_rows
 from pipeline.transcribe import PRODUCTION_DEFAULT, TranscribeOptions, check_options, load_transcriber, resolve_backend, review
 from pipeline.transcribe.hallucination import HallucinationRules
@@ -53,7 +53,13 @@ class IngestSettings:
     @classmethod
     def from_dict(cls, data: dict | None) -> IngestSettings:
         data = dict(data or {})
-        nested = {"transcribe": TranscribeOptions, "hallucination": HallucinationRules, "clips": ClipConfig, "audio": AudioConfig, "preprocess": PreprocessConfig}
+        nested = {
+            "transcribe": TranscribeOptions,
+            "hallucination": HallucinationRules,
+            "clips": ClipConfig,
+            "audio": AudioConfig,
+            "preprocess": PreprocessConfig,
+        }
         for key, kind in nested.items():
             if isinstance(data.get(key), dict):
                 value = dict(data[key])
@@ -135,9 +141,14 @@ def _labels_of(row: dict, settings: IngestSettings) -> tuple[dict | None, str | 
     return (labels or None), None
 
 
-def read_import_csv(csv_path: str | Path, root: str | Path, settings: IngestSettings = IngestSettings()) -> tuple[list[TakeSource], list[SourceProblem]]:
+def read_import_csv(
+    csv_path: str | Path, root: str | Path, settings: IngestSettings = IngestSettings()
+) -> tuple[list[TakeSource], list[SourceProblem]]:
     """Rows of a CSV of manifest fields (+ optional style/emotion); paths must stay inside `root`."""
     root, csv_path = Path(root), Path(csv_path)
+    if not csv_path.is_file():
+        what = "a folder" if csv_path.is_dir() else "missing" if not csv_path.exists() else "not a regular file"
+        raise ConfigError(f"import CSV {csv_path}: {what}; give the path of a CSV file with a 'path' column")
     sources, problems = [], []
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -169,7 +180,9 @@ def read_import_csv(csv_path: str | Path, root: str | Path, settings: IngestSett
     return sources, problems
 
 
-def discover_takes(root: str | Path, import_csv: str | Path | None = None, settings: IngestSettings = IngestSettings()) -> tuple[list[TakeSource], list[SourceProblem]]:
+def discover_takes(
+    root: str | Path, import_csv: str | Path | None = None, settings: IngestSettings = IngestSettings()
+) -> tuple[list[TakeSource], list[SourceProblem]]:
     """Takes under `root`: the rows of `import_csv` when given, else every WAV/FLAC (with its manifest)."""
     root = Path(root)
     if not root.is_dir():
@@ -191,7 +204,13 @@ def discover_takes(root: str | Path, import_csv: str | Path | None = None, setti
                 continue
             if take.status == TakeStatus.RECORDING:
                 # Being recorded now, or its recorder died: ingesting it would freeze a partial take.
-                problems.append(SourceProblem("discover", str(audio.resolve()), "interrupted take (status 'recording'): if no recorder is running, repair it with `cantolab capture recover`"))
+                problems.append(
+                    SourceProblem(
+                        "discover",
+                        str(audio.resolve()),
+                        "interrupted take (status 'recording'): if no recorder is running, repair it with `cantolab capture recover`",
+                    )
+                )
                 continue
             if take.discarded:  # the engineer discarded it after the take; it stays on disk, unused
                 continue
@@ -247,12 +266,19 @@ def process_take(source: TakeSource, sha256: str, settings: IngestSettings = Ing
     return TakeRows(take, clips, features, labels, sum(bool(c["suspected_hallucination"]) for c in clips), prepared.seconds)
 
 
-def write_take(ds: Dataset, rows: TakeRows, source: str | None = None) -> dict[str, int]:
-    """Replace the take's clips (a settings change may move clip boundaries), then mark it done."""
+def write_take(ds: Dataset, rows: TakeRows, source: str | None = None, known: bool = True) -> dict[str, int]:
+    """Replace the take's clips (a settings change may move clip boundaries), then mark it done.
+
+    `known=False` (the take was not in the dataset when the run began) skips the search for stale
+    clips, which reads the whole `clips` table. `source`: clear that file's old rejects here (a
+    flow clears them once per run instead, see `RejectLog`).
+    """
     take_id = rows.take["take_id"]
     new_ids = {c["clip_id"] for c in rows.clips}
-    existing = ds.read("clips", ["clip_id", "take_id"]).to_pylist()
-    stale = [(r["clip_id"],) for r in existing if r["take_id"] == take_id and r["clip_id"] not in new_ids]
+    stale = []
+    if known:
+        existing = ds.read("clips", ["clip_id", "take_id"]).to_pylist()
+        stale = [(r["clip_id"],) for r in existing if r["take_id"] == take_id and r["clip_id"] not in new_ids]
     inserted = {}
     inserted["clips"] = ds.upsert("clips", rows.clips).inserted
     inserted["features"] = ds.upsert("features", rows.features).inserted if rows.features else 0
@@ -264,8 +290,165 @@ def write_take(ds: Dataset, rows: TakeRows, source: str | None = None) -> dict[s
         ds.delete("labels", [k for k in stale if k in ds.keys("labels")])
     inserted["takes"] = ds.upsert("takes", [rows.take]).inserted
     if source is not None:  # fixed (or recovered) since an earlier run: no longer quarantined
-        ds.delete("rejects", [k for k in (("ingest", source), ("discover", source)) if k in ds.keys("rejects")])
+        ds.delete("rejects", [("ingest", source), ("discover", source)])
     return inserted
+
+
+# --------------------------------------------------------------------------- what is already known
+# Metadata a re-ingest may fill in but never erase (DESIGN "The data path"; issue 14.1).
+MERGED_FIELDS = ("session", "singer", "song", "notes", "device_name", "host_api", "microphone", "started_at",
+                 "peak_dbfs", "clipped_samples", "input_overflows", "tool_version", "recovered", "language")  # fmt: skip
+
+
+@dataclass
+class KnownTake:
+    """A take already in the dataset: its id, audio hash and the metadata a re-ingest must keep."""
+
+    take_id: str
+    sha256: str | None
+    metadata: dict
+
+
+def known_takes(ds: Dataset) -> tuple[dict[str, KnownTake], dict[str, KnownTake]]:
+    """The dataset's takes by take_id and by audio hash, read once per run."""
+    by_id, by_sha = {}, {}
+    for row in ds.read("takes", ["take_id", "sha256", *MERGED_FIELDS]).to_pylist():
+        meta = {k: row[k] for k in MERGED_FIELDS if row[k] is not None}
+        if isinstance(meta.get("started_at"), datetime):
+            meta["started_at"] = meta["started_at"].isoformat()
+        known = KnownTake(row["take_id"], row["sha256"], meta)
+        by_id[known.take_id] = known
+        if known.sha256:
+            by_sha.setdefault(known.sha256, known)
+    return by_id, by_sha
+
+
+def _same(key: str, a, b) -> bool:
+    if key == "started_at":
+        a, b = parse_time(a), parse_time(b)
+        return a == b
+    return str(a).strip().lower() == str(b).strip().lower()
+
+
+def merge_metadata(new: dict, known: dict) -> tuple[dict, list[str]]:
+    """The merge rule: a non-null new value wins; a null (absent) one never overwrites a known value.
+
+    Returns the merged manifest and the fields whose known value the new one changes.
+    """
+    merged = dict(new)
+    changed = []
+    for key in MERGED_FIELDS:
+        if key in known and merged.get(key) is None:
+            merged[key] = known[key]
+        elif key in known and not _same(key, merged[key], known[key]):
+            changed.append(key)
+    return merged, changed
+
+
+@dataclass
+class Planned:
+    """A source ready to run, with its audio hash, final take id and what the dataset knew of it."""
+
+    source: TakeSource  # as found (what the task cache is keyed on)
+    sha256: str
+    take_id: str
+    known: KnownTake | None = None
+    changed: list[str] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)  # the source's manifest merged with what the dataset knew
+
+    @property
+    def merged(self) -> TakeSource:
+        return replace(self.source, manifest=self.manifest)
+
+
+def _describe(src: TakeSource) -> str:
+    return src.origin if src.origin == src.path else f"{src.origin} ({src.path})"
+
+
+def plan_take(
+    src: TakeSource,
+    sha: str,
+    by_id: dict[str, KnownTake],
+    by_sha: dict[str, KnownTake],
+    seen_id: dict[str, Planned],
+    seen_sha: dict[str, Planned],
+) -> Planned | SourceProblem:
+    """Decide what one source becomes, against the dataset and the sources planned before it.
+
+    The rule for conflicts (documented in README "Ingest"): sources are taken in order (CSV rows
+    top to bottom, or the recordings folder's sorted paths); the first one for a take wins, and a
+    later one that gives the same audio again, or a take id already given to other audio, is
+    rejected with a reason naming the row it conflicts with. Audio already in the dataset keeps
+    its take id and metadata (merged by `merge_metadata`).
+    """  # fmt: skip
+    where = _describe(src)
+    first = seen_sha.get(sha)
+    if first is not None:
+        same_labels = (first.source.labels or None) == (src.labels or None)
+        detail = "" if same_labels else f" with different labels ({src.labels or 'none'} here, {first.source.labels or 'none'} there)"
+        return SourceProblem("import" if src.origin != src.path else "discover", where,
+                             f"same audio as {_describe(first.source)}{detail}: the first is ingested, this one is not")  # fmt: skip
+    known = by_sha.get(sha)
+    given = src.manifest.get("take_id")
+    if known is not None and given and given != known.take_id:
+        return SourceProblem(
+            "ingest", where, f"same audio as take {known.take_id!r} already in the dataset, but this source names it {given!r}"
+        )
+    take_id = known.take_id if known is not None else take_id_of(src, sha)
+    other = seen_id.get(take_id)
+    if other is not None:
+        return SourceProblem("import" if src.origin != src.path else "discover", where,
+                             f"take id {take_id!r} is already given to {_describe(other.source)}, whose audio differs")  # fmt: skip
+    known = known or by_id.get(take_id)
+    changed: list[str] = []
+    manifest = src.manifest | {"take_id": take_id}
+    if known is not None:
+        manifest, changed = merge_metadata(manifest, known.metadata)
+        if known.sha256 and known.sha256 != sha:
+            changed = ["audio", *changed]
+    planned = Planned(src, sha, take_id, known, changed, manifest)
+    seen_id[take_id] = seen_sha[sha] = planned
+    return planned
+
+
+@dataclass
+class RejectLog:
+    """Rejects collected in memory and written in batches (one upsert per `batch` rows, and at the end).
+
+    One upsert per reject re-reads the table each time: 300 missing files took 37 s. Sources that
+    were ingested have their old rejects removed in one delete at `flush`.
+    """
+
+    ds: Dataset
+    batch: int = 2000
+    rows: dict = field(default_factory=dict)
+    cleared: list = field(default_factory=list)
+
+    def add(self, stage: str, source: str, reason: str, details: str = "") -> None:
+        self.rows[(stage, str(source))] = {
+            "stage": stage,
+            "source": str(source),
+            "reason": reason,
+            "details": details,
+            "at": datetime.now(UTC),
+        }
+        if len(self.rows) >= self.batch:
+            self.flush()
+
+    def clear(self, source: str) -> None:
+        self.cleared += [("ingest", source), ("discover", source)]
+        if len(self.cleared) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.cleared:
+            done = set(self.cleared) - set(self.rows)
+            self.cleared = []
+            if done:
+                self.ds.delete("rejects", done)
+        if self.rows:
+            rows, self.rows = list(self.rows.values()), {}
+            self.ds.upsert("rejects", rows)
 
 
 def file_sha256(path: str) -> str:

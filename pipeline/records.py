@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -32,9 +32,7 @@ class PreparedTake:
         return self.clip.seconds
 
 
-def prepare_take(
-    path, audio_cfg: AudioConfig = AudioConfig(), pre_cfg: PreprocessConfig = PreprocessConfig()
-) -> PreparedTake:
+def prepare_take(path, audio_cfg: AudioConfig = AudioConfig(), pre_cfg: PreprocessConfig = PreprocessConfig()) -> PreparedTake:
     clip = load_audio(path, audio_cfg)
     processed = preprocess(clip, pre_cfg)
     return PreparedTake(
@@ -45,16 +43,16 @@ def prepare_take(
     )
 
 
-def _parse_time(value):
+def parse_time(value):
     """Manifests carry ISO 8601 text ('…Z'); the table stores UTC timestamps."""
     if isinstance(value, str):
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return value
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def take_record(take_id: str, prepared: PreparedTake, manifest: dict) -> dict:
@@ -78,7 +76,7 @@ def take_record(take_id: str, prepared: PreparedTake, manifest: dict) -> dict:
     for key, value in manifest.items():
         # Capture's own bookkeeping (status, end_reason…) stays in the manifest file, not the table.
         if value is not None and key in TAKES.names and key not in measured:
-            row[key] = _parse_time(value) if key == "started_at" else value
+            row[key] = parse_time(value) if key == "started_at" else value
     row.update(
         dc_offset=stats["dc_offset"],
         gain_db=stats["gain_db"],
@@ -103,4 +101,3 @@ def whole_clip_record(take_id: str, prepared: PreparedTake, session: str | None,
         "processed_sha256": hashlib.sha256(prepared.flac).hexdigest(),
         "created_at": _utcnow(),
     }
-

@@ -47,3 +47,26 @@ def synth_session(folder: Path, singers: int = 3, notes_per_singer: int = 2, sam
             write_audio(path, sung_note(note, sample_rate, seed=10 * s + n), sample_rate, "PCM_24")
             rows.append({"path": str(path), "singer": f"synth-{s + 1}", "song": f"note {n + 1}", "abs_path": str(path)})
     return rows
+
+
+def long_take_wav(path: Path, seconds: float, sample_rate: int = 48_000, sung_seconds: float = 10.0) -> Path:
+    """A 24-bit mono WAV of `seconds`: a sung note, then silence left as a sparse hole in the file.
+
+    For checks of very long takes (hours) without writing gigabytes: the header and size are those
+    of a real file of that length, and every frame decodes.
+    """
+    path = Path(path)
+    frames = int(seconds * sample_rate)
+    data_bytes = frames * 3
+    head = int(min(sung_seconds, seconds) * sample_rate)
+    pcm = np.round(sung_note(SungNote(seconds=head / sample_rate), sample_rate) * (2**23 - 1)).astype("<i4")
+    sung = pcm.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()  # little-endian 24-bit
+    fmt = (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (1).to_bytes(2, "little")
+    fmt += sample_rate.to_bytes(4, "little") + (sample_rate * 3).to_bytes(4, "little")
+    fmt += (3).to_bytes(2, "little") + (24).to_bytes(2, "little")
+    header = b"RIFF" + (36 + data_bytes).to_bytes(4, "little") + b"WAVE" + b"fmt " + fmt
+    header += b"data" + data_bytes.to_bytes(4, "little")
+    with open(path, "wb") as fh:
+        fh.write(header + sung)
+        fh.truncate(len(header) + data_bytes)
+    return path

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.commands._errors import fail, user_errors
-from pipeline.dataset import Dataset
+from pipeline.dataset import SCHEMAS, Dataset
 from pipeline.dataset.info import summarize
 
 dataset_app = typer.Typer(help="Inspect the Parquet dataset (takes, clips, features, annotations, labels, rejects).", no_args_is_help=True)
@@ -62,7 +62,10 @@ def info(
 @dataset_app.command("rejects")
 def rejects(root: str = typer.Argument(..., help="Dataset folder (local path or fsspec URL).")) -> None:
     """What a stage could not process: where, why and when (quarantined, never dropped)."""
-    rows = Dataset(root).read("rejects").to_pylist()
+    ds = Dataset(root)
+    if not any(ds.exists(name) for name in SCHEMAS):  # a mistyped path must not read as "all is well"
+        fail(f"{root}: no dataset here (no Cantolab tables); check the path")
+    rows = ds.read("rejects").to_pylist()
     if not rows:
         console.print("no rejects")
         return

@@ -15,7 +15,9 @@ from pipeline.models_cache import PRODUCTION_DEFAULT
 console = Console(stderr=True)
 
 
-def _settings(model, backend, language, beam_size, word_timestamps, vad, condition, min_clip, max_clip, features, threads, normalize, labels) -> dict:
+def _settings(
+    model, backend, language, beam_size, word_timestamps, vad, condition, min_clip, max_clip, features, threads, normalize, labels
+) -> dict:
     return {
         "labels": labels,
         "model": model,
@@ -41,6 +43,15 @@ def print_report(report: dict) -> None:
         f"{report['clips']} clips, {report['seconds'] / 60:.1f} min of audio, "
         f"[yellow]{report['suspected_hallucinations']}[/] suspected hallucination(s) (kept, flagged)"
     )
+    if report.get("found_again") or report.get("changed") or report.get("skipped"):
+        console.print(
+            f"{report.get('found_again', 0)} take(s) found again (already in the dataset: id and metadata kept), "
+            f"{len(report.get('changed', []))} changed, {report.get('skipped', 0)} skipped (another ingest of this dataset has them)"
+        )
+    for c in report.get("changed", []):
+        console.print(f"  [yellow]changed[/] {c['take_id']} ({c['source']}): {', '.join(c['fields'])}")
+    for r in report.get("skips", []):
+        console.print(f"  [yellow]skipped[/] {r['source']}: {r['reason']}")
     for r in report["rejects"]:
         console.print(f"  [red]rejected[/] {r['source']}: {r['reason']}")
 
@@ -48,7 +59,11 @@ def print_report(report: dict) -> None:
 def ingest(
     recordings: Path = typer.Argument(..., help="Recordings root: session folders of <take>.wav + <take>.json, or any WAV/FLAC files."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder (local path or fsspec URL)."),
-    import_csv: Path = typer.Option(None, "--import-csv", help="CSV with a `path` column (relative to RECORDINGS) + manifest fields; `style`/`emotion` become imported labels."),
+    import_csv: Path = typer.Option(
+        None,
+        "--import-csv",
+        help="CSV with a `path` column (relative to RECORDINGS) + manifest fields; `style`/`emotion` become imported labels.",
+    ),
     model: str = typer.Option(PRODUCTION_DEFAULT, "--model", "-m", help="Whisper model name (large-v3, base, tiny.en…) or path."),
     backend: str = typer.Option("auto", help="auto | faster-whisper | openai-whisper."),
     language: str = typer.Option("manifest", help="'manifest' (the take's language, else detect), 'auto', or a code such as en."),
@@ -58,11 +73,15 @@ def ingest(
     condition_on_previous_text: bool = typer.Option(False, help="Off by default: feeds repetition loops on singing."),
     min_clip: float = typer.Option(4.0, help="Shortest clip in seconds where the lyrics allow."),
     max_clip: float = typer.Option(20.0, help="Longest clip in seconds; shorter takes stay whole."),
-    features: bool = typer.Option(True, "--features/--no-features", help="Keep each clip's Whisper encoder frames (float16) in `features`."),
+    features: bool = typer.Option(
+        True, "--features/--no-features", help="Keep each clip's Whisper encoder frames (float16) in `features`."
+    ),
     normalize: str = typer.Option("peak", help="peak | rms | lufs | none."),
     concurrency: int = typer.Option(1, min=1, help="Takes transcribed at once in this process."),
     threads: int = typer.Option(0, help="CPU threads per transcription (0: all cores)."),
-    settings_file: Path = typer.Option(None, "--settings", help="Settings TOML; its [labels] table (styles, emotions) is the label vocabulary. Default: $CANTOLAB_SETTINGS."),
+    settings_file: Path = typer.Option(
+        None, "--settings", help="Settings TOML; its [labels] table (styles, emotions) is the label vocabulary. Default: $CANTOLAB_SETTINGS."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the flow's report as JSON on stdout."),
 ) -> None:
     """Ingest new takes: validate, remove DC, normalize, transcribe sung lyrics, cut clips, write the dataset.
@@ -73,6 +92,7 @@ def ingest(
     import logging
 
     from flows.ingest import PROGRESS_LISTENERS, ingest_flow, model_identity, quiet_run_logs
+    from flows.local_server import prefect_api
 
     if logging.getLogger().level > logging.DEBUG:  # `cantolab -v ingest` keeps Prefect's run logs
         quiet_run_logs()
@@ -94,7 +114,7 @@ def ingest(
         listener = lambda result: progress.advance(bar)  # noqa: E731
         PROGRESS_LISTENERS.append(listener)
         try:
-            with user_errors():
+            with user_errors(), prefect_api():  # PREFECT_API_URL, or a temporary server that dies with this process
                 report = ingest_flow(str(recordings), dataset, str(import_csv) if import_csv else None, settings, concurrency)
         finally:
             PROGRESS_LISTENERS.remove(listener)

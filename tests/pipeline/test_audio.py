@@ -160,3 +160,58 @@ def test_truncated_real_flac_is_refused(tmp_path, gtsinger):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(AudioError, match="truncated or corrupt"):
         load_audio(path)
+
+
+def _peak_rss_mb(code: str) -> tuple[int, str, float]:
+    """Run `code` in a fresh interpreter; its exit status, output and peak RSS (MB) from wait4."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, out, usage.ru_maxrss / 1024
+
+
+def test_two_hour_wav_refused_from_its_header_with_bounded_memory(tmp_path):
+    """Issue 14.4: a 2-hour take was decoded whole (2.06 GB) before the 900-s limit refused it."""
+    from pipeline.synth import long_take_wav
+
+    path = long_take_wav(tmp_path / "two-hours.wav", 2 * 3600)
+    code = (
+        "from pipeline.audio import AudioError\n"
+        "from pipeline.records import prepare_take\n"
+        "try:\n"
+        f"    prepare_take({str(path)!r})\n"
+        "except AudioError as exc:\n"
+        "    print(exc)\n"
+    )
+    rc, out, peak = _peak_rss_mb(code)
+    assert rc == 0, out
+    assert "too long: 7200.0 s exceeds the configured maximum of 900.0 s" in out and str(path) in out
+    assert peak < 400, f"peak RSS {peak:.0f} MB"
+
+
+def test_long_file_decodes_in_blocks_with_memory_of_one_mono_copy(tmp_path):
+    """Within the limit, an 8-channel file costs about its mono signal, not all channels as float32."""
+    seconds, channels = 120, 8
+    path = tmp_path / "multichannel.wav"
+    with sf.SoundFile(path, "w", 48000, channels, "PCM_16") as fh:
+        block = np.tile(sung_note(SungNote(seconds=1.0))[:, None], (1, channels))
+        for _ in range(seconds):
+            fh.write(block)
+    code = (
+        "import resource\n"
+        "from pipeline.audio import load_audio\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        f"clip = load_audio({str(path)!r})\n"
+        "print(clip.seconds, base)\n"
+    )
+    rc, out, peak = _peak_rss_mb(code)
+    assert rc == 0, out
+    seconds_read, base = map(float, out.split())
+    assert seconds_read == seconds
+    mono_mb, whole_mb = seconds * 48000 * 4 / 2**20, seconds * 48000 * channels * 4 / 2**20  # 22 MB vs 176 MB
+    assert peak - base < mono_mb + 60 < whole_mb, f"decoding added {peak - base:.0f} MB"
