@@ -34,6 +34,7 @@ from pipeline.dataset.schemas import INTERNAL_SCHEMAS, KEYS, SCHEMA_VERSION, SCH
 HASH_COLUMN = "_row_hash"
 LEGACY_PART = re.compile(r"^part-\d{10}-[0-9a-f]{8}\.parquet$")
 MAX_ATTEMPTS = 12  # commits lost to other writers before giving up (backoff grows to ~2 s)
+COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # compacted data files grow to about this size
 DEFAULT_RETENTION_HOURS = 168  # vacuum keeps unreferenced files younger than a week
 TABLE_CONFIG = {"delta.enableExpiredLogCleanup": "false"}  # old versions stay readable until vacuumed
 _WRITER = WriterProperties(compression="ZSTD")
@@ -421,15 +422,21 @@ class Dataset:
     def compact(self, name: str, max_parts: int = 1) -> int:
         """Merge a table's small data files (Delta optimize) when it has more than `max_parts`.
 
-        Per-take upserts leave one small file each; a long-running flow compacts at its end. The
-        old files stay until `vacuum` (earlier versions still read them). Returns files removed.
+        Per-take upserts leave one small file each; a long-running flow compacts at its end. Only
+        files under half the target size are merged, so the work per compaction is bounded by the
+        target size, not by the table (a table of audio grows by whole files that are left alone).
+        The old files stay until `vacuum` (earlier versions still read them). Returns files removed.
         """
 
         def attempt() -> int:
             dt = self._open(name, current=True) if self.version is None else self._writable(name)
-            if dt is None or len(dt.file_uris()) <= max_parts:
+            if dt is None:
                 return 0
-            return int(dt.optimize.compact(writer_properties=_WRITER).get("numFilesRemoved", 0))
+            sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
+            if len(sizes) <= max_parts or sum(s < COMPACT_TARGET_BYTES // 2 for s in sizes) <= 1:
+                return 0
+            metrics = dt.optimize.compact(target_size=COMPACT_TARGET_BYTES, writer_properties=_WRITER)
+            return int(metrics.get("numFilesRemoved", 0))
 
         return self._retrying(name, "compact", attempt)
 
