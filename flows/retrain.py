@@ -22,12 +22,12 @@ from model.runs import new_run_name, train_and_save
 @task(name="train-challenger", cache_policy=NO_CACHE, persist_result=False)
 def train_challenger(dataset: str, models_dir: str, cfg: TrainConfig, run_name: str):
     folder, run, _ = train_and_save(dataset, cfg, models_dir, run_name, progress=False)
-    return str(folder), run.test_examples
+    return str(folder), run.test_examples, run.dataset
 
 
 @task(name="champion-vs-challenger", cache_policy=NO_CACHE, persist_result=False)
-def compare(models_dir: str, challenger_dir: str, test_examples, min_improvement: float) -> dict:
-    return asdict(decide(models_dir, challenger_dir, test_examples, min_improvement))
+def compare(models_dir: str, challenger_dir: str, test_examples, min_improvement: float, dataset: dict | None = None) -> dict:
+    return asdict(decide(models_dir, challenger_dir, test_examples, min_improvement, dataset))
 
 
 @flow(name="cantolab-retrain")
@@ -39,8 +39,8 @@ def retrain_flow(dataset: str, models_dir: str = "models", config: dict | None =
     if champion:
         cfg = replace(cfg, test_singers=tuple(champion["test_singers"]))
         logger.info("champion %s (score %.4f); challenger is tested on its singers %s", champion["run"], champion["score"], champion["test_singers"])
-    folder, test_examples = train_challenger(dataset, models_dir, cfg, new_run_name("challenger"))
-    decision = compare(models_dir, folder, test_examples, min_improvement)
+    folder, test_examples, versions = train_challenger(dataset, models_dir, cfg, new_run_name("challenger"))
+    decision = compare(models_dir, folder, test_examples, min_improvement, versions)
     logger.info("%s: %s (%s)", decision["decision"], decision["challenger"], decision["reason"])
     return decision
 

@@ -37,6 +37,7 @@ class Decision:
     n_test_clips: int = 0
     challenger_metrics: dict = field(default_factory=dict)
     champion_metrics: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)  # {"uri", "versions"}: the data both were scored on
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
 
@@ -68,13 +69,15 @@ def score_run(run_dir: str | Path, examples: list[Example]) -> tuple[float, dict
     return float(np.mean([m["macro_f1"] for m in metrics.values()])), metrics
 
 
-def decide(models_dir: str | Path, challenger_dir: str | Path, test_examples: list[Example], min_improvement: float = 0.0) -> Decision:
+def decide(
+    models_dir: str | Path, challenger_dir: str | Path, test_examples: list[Example], min_improvement: float = 0.0, dataset: dict | None = None
+) -> Decision:
     """Promote the challenger only if it beats the champion on the same test clips (strictly)."""
     models_dir, challenger_dir = Path(models_dir), Path(challenger_dir)
     singers = sorted({e.singer for e in test_examples})
     ch_score, ch_metrics = score_run(challenger_dir, test_examples)
     current = read_champion(models_dir)
-    base = dict(challenger=challenger_dir.name, challenger_score=ch_score, test_singers=singers, n_test_clips=len(test_examples), challenger_metrics=ch_metrics)
+    base = dict(challenger=challenger_dir.name, challenger_score=ch_score, test_singers=singers, n_test_clips=len(test_examples), challenger_metrics=ch_metrics, dataset=dataset or {})
     if current is None:
         d = Decision(champion=None, decision="promote", reason="no champion yet", champion_score=None, **base)
     else:

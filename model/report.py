@@ -32,6 +32,7 @@ def run_metrics(run: RunResult) -> dict:
         "features": {"computed": run.feature_stats.computed, "cached": run.feature_stats.cached, "from_dataset": run.feature_stats.from_dataset},
         "train_seconds_per_epoch": run.seconds_per_epoch,
         "controls": run.controls,
+        "dataset": run.dataset,  # URI and each table's version: `cantolab train --dataset-version RUN` reads it again
     }
 
 

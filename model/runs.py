@@ -27,4 +27,19 @@ def train_and_save(dataset, cfg: TrainConfig | None = None, models_dir: str | Pa
     metrics = run_metrics(run)
     folder = save_run(run, Path(models_dir) / name, metrics)
     write_report(run, folder, metrics)
+    pin_dataset(run, folder)
     return folder, run, metrics
+
+
+def pin_dataset(run: RunResult, folder: Path) -> None:
+    """Tell the dataset that this model points to these versions, so vacuum keeps their files."""
+    if not run.dataset.get("versions"):
+        return
+    from pipeline.dataset import Dataset, DatasetError
+
+    try:
+        Dataset(run.dataset["uri"]).pin(f"model:{Path(folder).resolve()}", run.dataset["versions"])
+    except (DatasetError, OSError) as exc:  # a read-only dataset: the run is still saved and records them
+        import warnings
+
+        warnings.warn(f"could not pin dataset versions for {folder}: {exc}", stacklevel=2)

@@ -204,6 +204,7 @@ class RunResult:
     test_feats: list | None = None
     train_examples: list[Example] = field(default_factory=list)
     controls: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)  # {"uri", "versions": {table: version}} it was trained on
 
 
 class _Bar:
@@ -248,6 +249,8 @@ def train_run(dataset: Dataset | str, cfg: TrainConfig | None = None, progress: 
     """Train cfg.seeds networks on one singer-wise split; evaluate each on the held-out test singers."""
     cfg = (cfg or TrainConfig()).validate()
     ds = dataset if isinstance(dataset, Dataset) or dataset is None else Dataset(dataset)
+    if ds is not None and ds.version is None:  # one consistent snapshot, even while others write
+        ds = Dataset(ds.root, version=ds.versions(), storage_options=ds.storage_options)
     examples = examples if examples is not None else load_examples(ds, cfg.tasks)
     maps = label_maps(examples, cfg.tasks, load_label_sets())  # the one vocabulary (settings file [labels])
     by_singer: dict[str, list] = {}
@@ -293,4 +296,5 @@ def train_run(dataset: Dataset | str, cfg: TrainConfig | None = None, progress: 
         norm_ref=norm_ref, test_examples=parts["test"], test_probs=probs, feature_stats=stats, histories=histories,
         seconds_per_epoch=float(np.mean([fits[s][0].seconds_per_epoch for s in fits])),
         test_feats=test_p[0], train_examples=parts["train"],
+        dataset={"uri": ds.root, "versions": ds.version} if ds is not None else {},
     )

@@ -1,4 +1,4 @@
-"""`cantolab dataset …`: look inside a dataset folder."""
+"""`cantolab dataset …`: look inside a dataset (folder or s3:// prefix), its versions, conversion."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.commands._errors import fail, user_errors
-from pipeline.dataset import SCHEMAS, Dataset
+from flows.commands._errors import fail
+from pipeline.dataset import SCHEMAS, Dataset, DatasetError
 from pipeline.dataset.info import summarize
 
-dataset_app = typer.Typer(help="Inspect the Parquet dataset (takes, clips, features, annotations, labels, rejects).", no_args_is_help=True)
+dataset_app = typer.Typer(
+    help="Inspect the dataset's Delta tables (takes, clips, features, annotations, labels, rejects), their versions, and convert old ones.",
+    no_args_is_help=True,
+)
 console = Console()
 
 
@@ -44,15 +47,17 @@ def print_summary(summary: dict) -> None:
 
 @dataset_app.command("info")
 def info(
-    root: str = typer.Argument(..., help="Dataset folder (local path or fsspec URL)."),
+    root: str = typer.Argument(..., help="Dataset folder or s3:// URL."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Row counts, hours of audio, singers and the label distribution (style × emotion)."""
-    ds = Dataset(root)
-    if not ds.fs.exists(ds._base):
-        fail(f"no dataset at {root} (the folder does not exist)")
-    with user_errors():
+    try:
+        ds = Dataset(root)
+        if not ds.root_exists():
+            fail(f"no dataset at {root} (the folder does not exist)")
         summary = summarize(ds)
+    except DatasetError as exc:
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
@@ -60,12 +65,15 @@ def info(
 
 
 @dataset_app.command("rejects")
-def rejects(root: str = typer.Argument(..., help="Dataset folder (local path or fsspec URL).")) -> None:
+def rejects(root: str = typer.Argument(..., help="Dataset folder or s3:// URL.")) -> None:
     """What a stage could not process: where, why and when (quarantined, never dropped)."""
-    ds = Dataset(root)
-    if not any(ds.exists(name) for name in SCHEMAS):  # a mistyped path must not read as "all is well"
-        fail(f"{root}: no dataset here (no Cantolab tables); check the path")
-    rows = ds.read("rejects").to_pylist()
+    try:
+        ds = Dataset(root)
+        if not ds.root_exists():
+            fail(f"no dataset at {root} (the folder does not exist)")
+        rows = ds.read("rejects").to_pylist()
+    except DatasetError as exc:
+        fail(str(exc))
     if not rows:
         console.print("no rejects")
         return
@@ -75,6 +83,76 @@ def rejects(root: str = typer.Argument(..., help="Dataset folder (local path or 
     for r in sorted(rows, key=lambda r: (r["stage"], r["source"])):
         table.add_row(r["stage"], r["source"], r["reason"] or "", str(r["at"] or ""))
     console.print(table)
+
+
+
+
+@dataset_app.command("history")
+def history(
+    root: str = typer.Argument(..., help="Dataset folder or s3:// URL."),
+    table: list[str] = typer.Option(None, "--table", "-t", help="Only these tables (repeatable); default all."),
+    limit: int = typer.Option(20, help="Newest commits per table to show (0: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the history as JSON."),
+) -> None:
+    """Every commit of each table: version, time, operation, rows inserted / updated / deleted."""
+    try:
+        ds = Dataset(root)
+        if not ds.root_exists():
+            fail(f"no dataset at {root} (the folder does not exist)")
+        names = table or list(SCHEMAS)
+        out = {name: ds.history(name)[: limit or None] for name in names}
+    except DatasetError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for name, entries in out.items():
+        if not entries:
+            continue
+        view = Table(title=f"{name} (version {entries[0]['version']})")
+        for col in ("version", "time", "operation", "inserted", "updated", "deleted"):
+            view.add_column(col, justify="right" if col in ("version", "inserted", "updated", "deleted") else "left")
+        for e in entries:
+            view.add_row(*(str(e[c]) for c in ("version", "time", "operation", "inserted", "updated", "deleted")))
+        console.print(view)
+
+
+@dataset_app.command("migrate")
+def migrate_cmd(
+    old: str = typer.Argument(..., help="Dataset folder in the old Parquet-parts layout."),
+    new: str = typer.Argument(..., help="New dataset folder or s3:// URL (Delta tables)."),
+) -> None:
+    """Convert an old-layout dataset to Delta tables; compares row counts and content hashes per table."""
+    from pipeline.dataset.legacy import migrate
+
+    try:
+        results = migrate(old, new)
+    except DatasetError as exc:
+        fail(str(exc))
+    view = Table(title=f"{old} → {new}")
+    for col in ("table", "rows old", "rows new", "hash old", "hash new", "same"):
+        view.add_column(col)
+    for r in results:
+        view.add_row(r.table, str(r.rows_old), str(r.rows_new), r.hash_old, r.hash_new, "yes" if r.ok else "[red]NO[/]")
+    console.print(view)
+    if not all(r.ok for r in results):
+        fail("the converted dataset differs from the old one (see the table above); keep using the old folder")
+    console.print(f"converted: every row preserved; use {new} from now on")
+
+
+@dataset_app.command("vacuum")
+def vacuum_cmd(
+    root: str = typer.Argument(..., help="Dataset folder or s3:// URL."),
+    retention_hours: int = typer.Option(168, help="Keep unreferenced files younger than this."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be removed."),
+) -> None:
+    """Delete data files no current or pinned version (a saved model's) needs, past the retention."""
+    try:
+        removed = Dataset(root).vacuum(retention_hours=retention_hours, dry_run=dry_run)
+    except DatasetError as exc:
+        fail(str(exc))
+    verb = "would remove" if dry_run else "removed"
+    console.print(", ".join(f"{t}: {verb} {n} file(s)" for t, n in removed.items()) or "no tables")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,13 +12,35 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.commands._errors import user_errors
+from pipeline.errors import ConfigError
 
 console = Console()
 
 
+def _dataset_version(text: str) -> int | dict[str, int]:
+    """`--dataset-version`: pairs, a number, or a run folder whose metrics.json records them."""
+    from pipeline.dataset import parse_versions
+
+    run_metrics = Path(text) / "metrics.json"
+    if run_metrics.is_file():
+        versions = (json.loads(run_metrics.read_text()).get("dataset") or {}).get("versions")
+        if not versions:
+            raise ConfigError(f"{run_metrics} records no dataset versions (trained before datasets had versions)")
+        return {str(k): int(v) for k, v in versions.items()} if isinstance(versions, dict) else int(versions)
+    return parse_versions(text)
+
+
 def train(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder (local path or fsspec URL) with clips and labels."),
-    config: Path = typer.Option(None, "--config", "-c", help="JSON training config (model.encoder, model.variant, tasks, lr, epochs, seeds…); defaults otherwise."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder or s3:// URL with clips and labels."),
+    dataset_version: str = typer.Option(
+        None,
+        "--dataset-version",
+        help="Read the dataset as it was: table=version pairs (clips=12,labels=7), one number for every table, "
+        "or a run folder (its metrics.json names the versions it was trained on).",
+    ),  # fmt: skip
+    config: Path = typer.Option(
+        None, "--config", "-c", help="JSON training config (model.encoder, model.variant, tasks, lr, epochs, seeds…); defaults otherwise."
+    ),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", help="Where run folders go."),
     run: str = typer.Option(None, "--run", help="Run folder name (default run-<UTC time>)."),
     encoder: str = typer.Option(None, help="Override model.encoder: audio | lyrics | audio+lyrics."),
@@ -47,7 +69,10 @@ def train(
         if seeds:
             cfg = replace(cfg, seeds=tuple(range(seeds)))
         cfg.validate()
-        folder, result, metrics = train_and_save(dataset, cfg, models_dir, run, progress=not quiet)
+        from pipeline.dataset import Dataset
+
+        data = Dataset(dataset, version=_dataset_version(dataset_version)) if dataset_version else dataset
+        folder, result, metrics = train_and_save(data, cfg, models_dir, run, progress=not quiet)
     from model.evaluate import fmt
 
     table = Table(title=f"{folder.name}: test singers {', '.join(result.split.test)}")

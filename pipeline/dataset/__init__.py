@@ -1,6 +1,6 @@
-"""The Parquet dataset: schemas, atomic keyed upserts, readers, summaries."""
+"""The dataset: Delta Lake tables (schemas, keyed upserts, versions, readers, summaries)."""
 
 from pipeline.dataset.schemas import KEYS, SCHEMA_VERSION, SCHEMAS
-from pipeline.dataset.store import Dataset, DatasetError, UpsertResult, add_reject
+from pipeline.dataset.store import Dataset, DatasetError, UpsertResult, add_reject, parse_versions
 
-__all__ = ["Dataset", "DatasetError", "UpsertResult", "add_reject", "KEYS", "SCHEMAS", "SCHEMA_VERSION"]
+__all__ = ["Dataset", "DatasetError", "UpsertResult", "add_reject", "parse_versions", "KEYS", "SCHEMAS", "SCHEMA_VERSION"]

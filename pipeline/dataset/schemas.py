@@ -135,6 +135,18 @@ KEYS: dict[str, tuple[str, ...]] = {
     "rejects": ("stage", "source"),
 }
 
+# Tables the store keeps for itself (not dataset content): which versions saved models point to.
+PINS = pa.schema(
+    [
+        pa.field("pin", pa.string(), nullable=False),  # e.g. the model's folder or run id
+        pa.field("table_name", pa.string(), nullable=False),
+        ("version", pa.int64()),
+        ("created_at", _ts),
+    ]
+)
+INTERNAL_SCHEMAS: dict[str, pa.Schema] = {"_pins": PINS}
+KEYS["_pins"] = ("pin", "table_name")
+
 # Bookkeeping columns that change on every run; a row that differs only in these is unchanged.
 VOLATILE = frozenset({"created_at", "updated_at", "processed_at", "at"})
 

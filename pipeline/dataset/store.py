@@ -1,38 +1,45 @@
-"""A folder of Parquet tables with keyed, idempotent, atomic upserts.
+"""The dataset: one Delta Lake table per kind of row, on local disk or under an `s3://` prefix.
 
-Layout: `<root>/<table>/part-<seq>-<uid>.parquet`. An upsert writes only rows that are new or
-changed (compared by a content hash that ignores bookkeeping timestamps) into one new part, then
-rewrites the older parts that held superseded keys. Every file appears by rename, so a reader never
-sees half a file; if a writer dies between the two steps the reader keeps the newest row per key,
-and the next upsert finishes the clean-up. The parts are plain Parquet: DuckDB reads
-`read_parquet('<root>/<table>/*.parquet')` directly.
+Each table is Parquet data files plus a transaction log (`_delta_log/`), written with `deltalake`
+(delta-rs). A commit is one new log entry that appears atomically (a hard link on disk, a
+conditional put on S3), so several processes on several machines may write at once with no lock:
+optimistic concurrency, and a commit that lost a race is retried here with backoff. Every commit
+is a version that can be read again (`Dataset(uri, version=…)`).
+
+A keyed upsert reads only the key and row-hash columns, writes just the rows that are new or
+changed, and replaces those keys in one commit (`replaceWhere` on the keys, which also makes a
+concurrent writer of the same keys conflict and retry). Identical rows make no commit at all.
+Readers go through the log, so a data file left by a killed writer is never read.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
+import random
 import re
-import threading
-import uuid
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TypeVar
 
-import fsspec
 import pyarrow as pa
-import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
-from pipeline.dataset.schemas import KEYS, READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, VOLATILE
+from pipeline.dataset.schemas import INTERNAL_SCHEMAS, KEYS, SCHEMA_VERSION, SCHEMAS, VOLATILE
 from pipeline.errors import InputError
 
 HASH_COLUMN = "_row_hash"
-_PART = re.compile(r"^part-(\d{10})-[0-9a-f]{8}\.parquet$")
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+LEGACY_PART = re.compile(r"^part-\d{10}-[0-9a-f]{8}\.parquet$")
+MAX_ATTEMPTS = 12  # commits lost to other writers before giving up (backoff grows to ~2 s)
+COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # compacted data files grow to about this size
+DEFAULT_RETENTION_HOURS = 168  # vacuum keeps unreferenced files younger than a week
+TABLE_CONFIG = {"delta.enableExpiredLogCleanup": "false"}  # old versions stay readable until vacuumed
+_WRITER = WriterProperties(compression="ZSTD")
+T = TypeVar("T")
 
 
 class DatasetError(InputError):
@@ -51,7 +58,7 @@ class UpsertResult:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _jsonable(value):
@@ -75,15 +82,21 @@ def row_hashes(table: pa.Table) -> list[str]:
     return out
 
 
+def _schema(name: str) -> pa.Schema:
+    if name in SCHEMAS:
+        return SCHEMAS[name]
+    if name in INTERNAL_SCHEMAS:
+        return INTERNAL_SCHEMAS[name]
+    raise DatasetError(f"unknown table {name!r}; tables are {', '.join(SCHEMAS)}")
+
+
 def _check_table(name: str) -> None:
-    if name not in SCHEMAS:
-        raise DatasetError(f"unknown table {name!r}; tables are {', '.join(SCHEMAS)}")
+    _schema(name)
 
 
 def _conform(name: str, rows) -> pa.Table:
     """Cast input rows to the table's schema; unknown columns and missing keys are errors."""
-    _check_table(name)
-    schema = SCHEMAS[name]
+    schema = _schema(name)
     if isinstance(rows, pa.Table):
         table = rows
     else:
@@ -115,138 +128,223 @@ def _keys_of(table: pa.Table, key_cols: tuple[str, ...]) -> list[tuple]:
     return list(zip(*(table.column(k).to_pylist() for k in key_cols)))
 
 
-class Dataset:
-    """The project's data: one folder (local path or fsspec URL) holding all tables."""
+def _sql_literal(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    raise DatasetError(f"key value {value!r} of type {type(value).__name__} cannot be used in a predicate")
 
-    def __init__(self, root: str | os.PathLike):
+
+def key_predicate(key_cols: tuple[str, ...], keys: Iterable[tuple]) -> str:
+    """A SQL predicate that matches exactly these keys (one IN list for single-column keys)."""
+    keys = list(keys)
+    if len(key_cols) == 1:
+        return f"{key_cols[0]} IN ({', '.join(_sql_literal(k[0]) for k in keys)})"
+    return " OR ".join("(" + " AND ".join(f"{c} = {_sql_literal(v)}" for c, v in zip(key_cols, k)) + ")" for k in keys)
+
+
+def _local_path(root: str) -> str | None:
+    if "://" not in root:
+        return os.path.abspath(root)
+    if root.startswith("file://"):
+        return root[len("file://") :]
+    return None
+
+
+def parse_versions(text: str | None) -> int | dict[str, int] | None:
+    """`--dataset-version`: `12` (every table) or `clips=12,labels=7`, or a JSON object of the same."""
+    if text is None or str(text).strip() == "":
+        return None
+    text = str(text).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        if text.startswith("{"):
+            pairs = {str(k): int(v) for k, v in json.loads(text).items()}
+        else:
+            pairs = {k.strip(): int(v) for k, v in (p.split("=", 1) for p in text.split(",") if p.strip())}
+    except (ValueError, TypeError, AttributeError):
+        raise DatasetError(f"dataset version {text!r}: expected a number or table=version pairs like clips=12,labels=7") from None
+    for name in pairs:
+        _check_table(name)
+    return pairs
+
+
+class Dataset:
+    """The project's data: a folder or `s3://` prefix holding one Delta table per kind of row.
+
+    `version` reads the past: an int (every table at that version) or `{table: version}` as a
+    trained model records it; such a dataset is read-only.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike, version: int | dict[str, int] | str | None = None, storage_options: dict[str, str] | None = None
+    ):
         self.root = str(root)
-        self.fs, self._base = fsspec.core.url_to_fs(self.root)
-        self._local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        local = _local_path(self.root)
+        if local is None and not self.root.startswith(("s3://", "s3a://")):
+            raise DatasetError(f"dataset {self.root}: unsupported URL (use a folder, file://… or s3://bucket/prefix)")
+        self._local = local is not None
+        self._base = local if local is not None else self.root.rstrip("/")
+        if storage_options is None and not self._local:
+            from pipeline.objectstore import delta_storage_options
+
+            storage_options = delta_storage_options()
+        self.storage_options = storage_options or None
+        self.version = parse_versions(version) if isinstance(version, str) else version
 
     def __repr__(self) -> str:
-        return f"Dataset({self.root!r})"
+        return f"Dataset({self.root!r}{'' if self.version is None else f', version={self.version!r}'})"
 
-    # ---------- paths and locking
-    def _dir(self, name: str) -> str:
+    # ---------- locations
+    def table_uri(self, name: str) -> str:
         _check_table(name)
         return f"{self._base.rstrip('/')}/{name}"
 
-    def _parts(self, name: str) -> list[tuple[int, str]]:
-        folder = self._dir(name)
-        if not self.fs.exists(folder):
-            return []
-        parts = []
-        for path in self.fs.ls(folder, detail=False):
-            match = _PART.match(path.rsplit("/", 1)[-1])
-            if match:
-                parts.append((int(match.group(1)), path))
-        return sorted(parts)
+    def root_exists(self) -> bool:
+        if self._local:
+            return os.path.isdir(self._base)
+        filesystem, path = self._filesystem()
+        from pyarrow import fs
 
-    @contextlib.contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
-        """One writer per table: a thread lock in-process, plus flock across processes locally."""
-        folder = self._dir(name)
-        with _LOCKS_GUARD:
-            lock = _LOCKS.setdefault(folder, threading.Lock())
-        with lock:
-            if not self._local:
-                yield
-                return
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, ".lock"), "a") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+        return filesystem.get_file_info(path).type != fs.FileType.NotFound
 
-    def _write_atomic(self, path: str, table: pa.Table) -> None:
-        tmp = path.rsplit("/", 1)[0] + f"/.tmp-{uuid.uuid4().hex}.parquet"
+    def _filesystem(self):
+        from pyarrow import fs
+
+        if self._local:
+            return fs.LocalFileSystem(), self._base
+        from pipeline.objectstore import arrow_s3_filesystem
+
+        env = dict(os.environ)
+        if self.storage_options:
+            env.update(self.storage_options)
+        return arrow_s3_filesystem(env), self._base.split("://", 1)[1]
+
+    def _legacy_parts(self, name: str) -> list[str]:
+        """Parquet parts of the pre-Delta layout in a table folder (to say how to convert them)."""
+        from pyarrow import fs
+
+        filesystem, base = self._filesystem()
         try:
-            if self._local:
-                pq.write_table(table, tmp, compression="zstd")
-                os.replace(tmp, path)
-            else:
-                with self.fs.open(tmp, "wb") as fh:
-                    pq.write_table(table, fh, compression="zstd")
-                self.fs.mv(tmp, path)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.fs.rm(tmp)
-            raise
+            infos = filesystem.get_file_info(fs.FileSelector(f"{base}/{name}", allow_not_found=True))
+        except OSError:
+            return []
+        return [i.path for i in infos if LEGACY_PART.match(i.base_name)]
 
-    def _with_metadata(self, name: str, table: pa.Table) -> pa.Table:
-        meta = {b"cantolab.table": name.encode(), b"cantolab.schema_version": str(SCHEMA_VERSION).encode()}
-        return table.replace_schema_metadata(meta)
+    def is_legacy(self) -> bool:
+        return any(self._legacy_parts(name) and not self.exists(name) for name in SCHEMAS)
+
+    def _version_of(self, name: str) -> int | None:
+        if self.version is None:
+            return None
+        if isinstance(self.version, int):
+            return self.version
+        return self.version.get(name)
+
+    # ---------- opening
+    def _open(self, name: str, *, current: bool = False) -> DeltaTable | None:
+        """The table (at the pinned version unless `current`); None when it does not exist yet."""
+        uri = self.table_uri(name)
+        version = None if current else self._version_of(name)
+        try:
+            return DeltaTable(uri, version=version, storage_options=self.storage_options)
+        except TableNotFoundError:
+            pass
+        except DeltaProtocolError as exc:
+            raise DatasetError(
+                f"{name}: table {uri} needs a newer Delta reader than this cantolab's deltalake ({exc}); upgrade cantolab"
+            ) from None
+        except (DeltaError, OSError) as exc:
+            if version is not None and "version" in str(exc).lower():
+                raise DatasetError(
+                    f"{name}: version {version} of {uri} cannot be read ({exc}); `cantolab dataset history` lists the versions"
+                ) from None
+            raise DatasetError(f"{name}: cannot open table {uri} ({exc})") from None
+        if self._legacy_parts(name):
+            raise DatasetError(
+                f"{name}: {uri} is a dataset in the old Parquet-parts layout (before Delta Lake); convert it with "
+                f"`cantolab dataset migrate {self.root} NEW_FOLDER` and use the new folder"
+            )
+        if version is not None:
+            raise DatasetError(f"{name}: version {version} asked for, but {uri} has no table")
+        return None
+
+    def _create(self, name: str) -> DeltaTable:
+        schema = _schema(name).append(pa.field(HASH_COLUMN, pa.string()))
+        try:
+            return DeltaTable.create(
+                self.table_uri(name), schema=schema, mode="ignore", name=name,
+                description=f"cantolab {name} (schema {SCHEMA_VERSION})", configuration=TABLE_CONFIG,
+                storage_options=self.storage_options,
+            )  # fmt: skip
+        except (CommitFailedError, DeltaError):  # another writer created it first
+            dt = self._open(name, current=True)
+            if dt is None:
+                raise
+            return dt
+
+    def _writable(self, name: str) -> DeltaTable:
+        if self.version is not None:
+            raise DatasetError(f"{name}: this dataset was opened at a past version ({self.version}) and is read-only")
+        return self._open(name, current=True) or self._create(name)
+
+    def _retrying(self, name: str, what: str, attempt: Callable[[], T]) -> T:
+        """Run a read-modify-commit; a commit beaten by another writer's is redone from a fresh read."""
+        delay, last = 0.05, None
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return attempt()
+            except CommitFailedError as exc:
+                last = exc
+            time.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, 2.0)
+        raise DatasetError(
+            f"{name}: {what} failed: {MAX_ATTEMPTS} attempts in a row lost to other writers' commits "
+            f"(last: {last}); nothing of it was written — retry later or run fewer writers on this table"
+        )
 
     # ---------- reading
-    def _read_part(self, name: str, path: str, columns: list[str] | None) -> pa.Table:
+    def _read_raw(self, name: str, dt: DeltaTable, columns: list[str]) -> pa.Table:
         try:
-            if self._local:
-                pf = pq.ParquetFile(path)
-            else:
-                pf = pq.ParquetFile(self.fs.open(path, "rb"))
-        except Exception as exc:
-            raise DatasetError(f"{name}: unreadable part {path} ({exc})") from None
-        meta = pf.schema_arrow.metadata or {}
-        raw = meta.get(b"cantolab.schema_version")
-        version = int(raw) if raw and raw.isdigit() else None
-        if version is None:
-            raise DatasetError(f"{name}: {path} carries no cantolab schema version; it was not written by cantolab")
-        if version > SCHEMA_VERSION:
-            raise DatasetError(
-                f"{name}: {path} was written with schema version {version}, newer than this cantolab's "
-                f"{SCHEMA_VERSION}; upgrade cantolab to read it"
-            )
-        if version not in READABLE_VERSIONS:
-            raise DatasetError(
-                f"{name}: {path} uses schema version {version}, which this cantolab (schema {SCHEMA_VERSION}) "
-                f"no longer reads; re-run ingest into a new dataset folder to rebuild it"
-            )
-        present = set(pf.schema_arrow.names)
-        want = columns if columns is not None else SCHEMAS[name].names + [HASH_COLUMN]
-        table = pf.read(columns=[c for c in want if c in present])
-        schema = SCHEMAS[name]
+            present = set(pa.schema(dt.schema()).names)
+            table = dt.to_pyarrow_table(columns=[c for c in columns if c in present])
+        except (OSError, pa.ArrowException, DeltaError) as exc:
+            raise DatasetError(f"{name}: a data file of {self.table_uri(name)} version {dt.version()} cannot be read ({exc})") from None
+        schema = _schema(name)
         arrays, fields = [], []
-        for col in want:
+        for col in columns:
             field = schema.field(col) if col in schema.names else pa.field(col, pa.string())
-            arrays.append(table.column(col) if col in table.column_names else pa.nulls(table.num_rows, field.type))
+            arr = table.column(col) if col in table.column_names else pa.nulls(table.num_rows, field.type)
+            arrays.append(arr.cast(field.type) if arr.type != field.type else arr)
             fields.append(field)
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
-    def _read_all(self, name: str, columns: list[str] | None) -> tuple[pa.Table, list[int]]:
-        """Rows of every part (newest last) and each row's part sequence number."""
-        tables, seqs = [], []
-        for seq, path in self._parts(name):
-            part = self._read_part(name, path, columns)
-            tables.append(part)
-            seqs.extend([seq] * part.num_rows)
-        if not tables:
-            return self._empty(name, columns), []
-        return pa.concat_tables(tables), seqs
-
-    def _empty(self, name: str, columns: list[str] | None) -> pa.Table:
-        schema = SCHEMAS[name]
-        if columns is None:
-            return schema.empty_table()
-        return pa.schema([schema.field(c) if c in schema.names else pa.field(c, pa.string()) for c in columns]).empty_table()
-
     def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        """The table's current rows (newest per key); an empty table with the schema when absent."""
-        _check_table(name)
-        key_cols = KEYS[name]
-        cols = None if columns is None else list(dict.fromkeys([*key_cols, *columns]))
-        table, _ = self._read_all(name, cols)
-        keys = _keys_of(table, key_cols)
-        if len(set(keys)) != len(keys):  # an interrupted upsert left an older copy: keep the newest
-            last = {k: i for i, k in enumerate(keys)}
-            table = table.take(sorted(last.values()))
-        drop = [c for c in table.column_names if c == HASH_COLUMN or (columns is not None and c not in columns)]
-        table = table.drop_columns(drop)
-        return table.select(columns) if columns is not None else table
+        """The table's rows (current, or at the version asked for); empty with the schema when absent."""
+        schema = _schema(name)
+        want = schema.names if columns is None else list(columns)
+        dt = self._open(name)
+        if dt is None:
+            return pa.schema([schema.field(c) if c in schema.names else pa.field(c, pa.string()) for c in want]).empty_table()
+        table = self._read_raw(name, dt, list(dict.fromkeys([*KEYS[name], *want])))
+        keys = _keys_of(table.select(list(KEYS[name])), KEYS[name])
+        if len(set(keys)) != len(keys):  # only a writer outside cantolab could do this
+            raise DatasetError(
+                f"{name}: {self.table_uri(name)} holds a key more than once; it was written by something other than cantolab"
+            )
+        return table.select(want)
 
     def to_pandas(self, name: str, columns: list[str] | None = None):
         return self.read(name, columns).to_pandas()
+
+    def to_polars(self, name: str, columns: list[str] | None = None):
+        import polars as pl
+
+        return pl.from_arrow(self.read(name, columns))
 
     def keys(self, name: str) -> set[tuple]:
         return set(_keys_of(self.read(name, list(KEYS[name])), KEYS[name]))
@@ -255,7 +353,8 @@ class Dataset:
         return len(self.keys(name))
 
     def exists(self, name: str) -> bool:
-        return bool(self._parts(name))
+        _check_table(name)
+        return DeltaTable.is_deltatable(self.table_uri(name), storage_options=self.storage_options)
 
     # ---------- writing
     def upsert(self, name: str, rows: Iterable[dict] | pa.Table) -> UpsertResult:
@@ -270,102 +369,156 @@ class Dataset:
             return UpsertResult(0, 0, 0)
         hashes = row_hashes(incoming)
         incoming = incoming.append_column(HASH_COLUMN, pa.array(hashes, pa.string()))
-        with self._lock(name):
-            parts = self._parts(name)
-            existing: dict[tuple, tuple[str, int]] = {}  # key -> (hash, seq of newest copy)
-            copies: dict[tuple, int] = {}
-            part_of_seq = dict(parts)
-            for seq, path in parts:
-                meta = self._read_part(name, path, [*key_cols, HASH_COLUMN])
-                for key, h in zip(_keys_of(meta, key_cols), meta.column(HASH_COLUMN).to_pylist()):
-                    existing[key] = (h, seq)
-                    copies[key] = copies.get(key, 0) + 1
+
+        def attempt() -> UpsertResult:
+            dt = self._writable(name)
+            meta = self._read_raw(name, dt, [*key_cols, HASH_COLUMN])
+            existing = dict(zip(_keys_of(meta, key_cols), meta.column(HASH_COLUMN).to_pylist()))
             take, inserted, updated = [], 0, 0
             for i, (key, h) in enumerate(zip(in_keys, hashes)):
-                old = existing.get(key)
-                if old is None:
+                if key not in existing:
                     inserted += 1
                     take.append(i)
-                elif old[0] != h:
+                elif existing[key] != h:
                     updated += 1
                     take.append(i)
-            unchanged = incoming.num_rows - inserted - updated
-            stale = {k for k, n in copies.items() if n > 1}  # left by an interrupted upsert
-            if not take and not stale:
-                return UpsertResult(0, 0, unchanged)
-            new_seq = (parts[-1][0] + 1) if parts else 1
-            if take:
-                folder = self._dir(name)
-                self.fs.makedirs(folder, exist_ok=True)
-                path = f"{folder}/part-{new_seq:010d}-{uuid.uuid4().hex[:8]}.parquet"
-                self._write_atomic(path, self._with_metadata(name, incoming.take(take)))
-            # Every older copy of a key goes: stale ones left by a crash, and those replaced just now.
-            newest = {k: existing[k][1] for k in stale}
-            newest.update({in_keys[i]: new_seq for i in take if in_keys[i] in existing})
-            self._drop_superseded(name, part_of_seq, newest)
-        return UpsertResult(inserted, updated, unchanged)
+            result = UpsertResult(inserted, updated, incoming.num_rows - inserted - updated)
+            if not take:
+                return result
+            batch = incoming.take(take)
+            predicate = key_predicate(key_cols, (in_keys[i] for i in take))
+            info = {"op": "upsert", "inserted": inserted, "updated": updated, "deleted": 0}
+            write_deltalake(
+                dt, batch, mode="overwrite", predicate=predicate, writer_properties=_WRITER,
+                commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
+            )  # fmt: skip
+            return result
 
-    def _drop_superseded(self, name: str, part_of_seq: dict[int, str], newest: dict[tuple, int]) -> None:
-        """Rewrite older parts without the rows a newer part replaces."""
-        if not newest:
-            return
-        key_cols = KEYS[name]
-        for seq, path in sorted(part_of_seq.items()):
-            meta = self._read_part(name, path, list(key_cols))
-            keys = _keys_of(meta, key_cols)
-            keep = [i for i, k in enumerate(keys) if k not in newest or newest[k] <= seq]
-            if len(keep) == len(keys):
-                continue
-            if not keep:
-                self.fs.rm(path)
-                continue
-            full = self._read_part(name, path, None).take(keep)
-            self._write_atomic(path, self._with_metadata(name, full))
-
-    def compact(self, name: str, max_parts: int = 1) -> int:
-        """Merge a table's parts into one when it has more than `max_parts`; returns parts removed.
-
-        Per-take upserts leave one small part each; readers and writers touch every part, so a
-        long-running flow compacts at its end. The merged part lands (by rename) before the old
-        ones go, so a crash in between only leaves duplicates the reader already resolves.
-        """
-        with self._lock(name):
-            parts = self._parts(name)
-            if len(parts) <= max_parts:
-                return 0
-            table, _ = self._read_all(name, None)
-            keys = _keys_of(table, KEYS[name])
-            last = {k: i for i, k in enumerate(keys)}
-            merged = table.take(sorted(last.values())) if len(last) != len(keys) else table
-            path = f"{self._dir(name)}/part-{parts[-1][0] + 1:010d}-{uuid.uuid4().hex[:8]}.parquet"
-            self._write_atomic(path, self._with_metadata(name, merged))
-            for _, old in parts:
-                self.fs.rm(old)
-        return len(parts)
+        return self._retrying(name, "upsert", attempt)
 
     def delete(self, name: str, keys: Iterable[tuple]) -> int:
-        """Remove rows by key; returns how many were removed."""
+        """Remove rows by key; returns how many were removed (no commit when none matched)."""
         _check_table(name)
         doomed = set(map(tuple, keys))
         if not doomed:
             return 0
-        removed = 0
-        key_cols = KEYS[name]
-        with self._lock(name):
-            for _, path in self._parts(name):
-                meta = self._read_part(name, path, list(key_cols))
-                k = _keys_of(meta, key_cols)
-                keep = [i for i, key in enumerate(k) if key not in doomed]
-                if len(keep) == len(k):
-                    continue
-                removed += len(k) - len(keep)
-                if keep:
-                    self._write_atomic(path, self._with_metadata(name, self._read_part(name, path, None).take(keep)))
-                else:
-                    self.fs.rm(path)
-        return removed
+
+        def attempt() -> int:
+            dt = self._open(name, current=True) if self.version is None else self._writable(name)
+            if dt is None:
+                return 0
+            meta = self._read_raw(name, dt, list(KEYS[name]))
+            present = doomed & set(_keys_of(meta, KEYS[name]))
+            if not present:
+                return 0
+            info = {"op": "delete", "inserted": 0, "updated": 0, "deleted": len(present)}
+            metrics = dt.delete(
+                key_predicate(KEYS[name], sorted(present, key=str)), writer_properties=_WRITER,
+                commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
+            )  # fmt: skip
+            return int(metrics.get("num_deleted_rows", len(present)))
+
+        return self._retrying(name, "delete", attempt)
+
+    def compact(self, name: str, max_parts: int = 1) -> int:
+        """Merge a table's small data files (Delta optimize) when it has more than `max_parts`.
+
+        Per-take upserts leave one small file each; a long-running flow compacts at its end. Only
+        files under half the target size are merged, so the work per compaction is bounded by the
+        target size, not by the table (a table of audio grows by whole files that are left alone).
+        The old files stay until `vacuum` (earlier versions still read them). Returns files removed.
+        """
+
+        def attempt() -> int:
+            dt = self._open(name, current=True) if self.version is None else self._writable(name)
+            if dt is None:
+                return 0
+            sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
+            if len(sizes) <= max_parts or sum(s < COMPACT_TARGET_BYTES // 2 for s in sizes) <= 1:
+                return 0
+            metrics = dt.optimize.compact(target_size=COMPACT_TARGET_BYTES, writer_properties=_WRITER)
+            return int(metrics.get("numFilesRemoved", 0))
+
+        return self._retrying(name, "compact", attempt)
+
+    # ---------- versions, pins and vacuum
+    def versions(self) -> dict[str, int]:
+        """Each existing table's version as this dataset reads it (what a trained model records)."""
+        out = {}
+        for name in SCHEMAS:
+            dt = self._open(name)
+            if dt is not None:
+                out[name] = dt.version()
+        return out
+
+    def history(self, name: str) -> list[dict]:
+        """Every commit of a table, newest first: version, time, operation, rows inserted/updated/deleted."""
+        dt = self._open(name, current=True)
+        if dt is None:
+            return []
+        out = []
+        for entry in dt.history():
+            metrics = entry.get("operationMetrics") or {}
+            mine = json.loads(entry["cantolab"]) if isinstance(entry.get("cantolab"), str) else {}
+            op = mine.get("op") or {"WRITE": "write", "DELETE": "delete", "OPTIMIZE": "compact", "CREATE TABLE": "create"}.get(
+                entry.get("operation", ""), str(entry.get("operation", "")).lower()
+            )
+            out.append(
+                {
+                    "version": entry.get("version"),
+                    "time": datetime.fromtimestamp(entry.get("timestamp", 0) / 1000, UTC).isoformat(timespec="seconds"),
+                    "operation": op,
+                    "inserted": mine.get("inserted", metrics.get("num_added_rows", 0) if op == "write" else 0),
+                    "updated": mine.get("updated", 0),
+                    "deleted": mine.get("deleted", metrics.get("num_deleted_rows", 0)),
+                }
+            )
+        return out
+
+    def pin(self, label: str, versions: dict[str, int] | None = None) -> dict[str, int]:
+        """Record that something (a saved model) points to these table versions: vacuum keeps them."""
+        versions = dict(self.versions() if versions is None else versions)
+        rows = [{"pin": label, "table_name": t, "version": v, "created_at": _now()} for t, v in versions.items()]
+        if rows:
+            Dataset(self.root, storage_options=self.storage_options).upsert("_pins", rows)
+        return versions
+
+    def unpin(self, label: str) -> int:
+        current = Dataset(self.root, storage_options=self.storage_options)
+        return current.delete("_pins", [k for k in current.keys("_pins") if k[0] == label])
+
+    def pins(self) -> dict[str, set[int]]:
+        out: dict[str, set[int]] = {}
+        for row in Dataset(self.root, storage_options=self.storage_options).read("_pins").to_pylist():
+            out.setdefault(row["table_name"], set()).add(int(row["version"]))
+        return out
+
+    def vacuum(self, name: str | None = None, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_run: bool = False) -> dict[str, int]:
+        """Delete data files no version needs any more: older than the retention and not in a pinned version.
+
+        Returns the number of files removed (or that would be) per table.
+        """
+        if self.version is not None:
+            raise DatasetError("vacuum: this dataset was opened at a past version; open the current one")
+        pins = self.pins()
+        out = {}
+        for table in [name] if name else list(SCHEMAS):
+            dt = self._open(table, current=True)
+            if dt is None:
+                continue
+            keep = sorted(v for v in pins.get(table, ()) if v <= dt.version())
+            removed = dt.vacuum(
+                retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False,
+                keep_versions=keep or None, full=True,
+            )  # fmt: skip
+            out[table] = len(removed)
+        return out
 
 
 def add_reject(ds: Dataset, stage: str, source: str, reason: str, details: str = "") -> None:
     """Quarantine what a stage could not process; a later success for the same source may delete it."""
     ds.upsert("rejects", [{"stage": stage, "source": str(source), "reason": reason, "details": details, "at": _now()}])
+
+
+def open_dataset(root: str | os.PathLike | Dataset, version: int | dict[str, int] | str | None = None) -> Dataset:
+    return root if isinstance(root, Dataset) and version is None else Dataset(root.root if isinstance(root, Dataset) else root, version)

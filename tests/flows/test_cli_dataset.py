@@ -20,7 +20,9 @@ def test_dataset_info_prints_counts_and_label_table(tmp_dataset):
     )
     out = subprocess.run([*CLI, "dataset", "info", tmp_dataset.root], capture_output=True, text=True, check=True)
     assert "labels" in out.stdout and "bel canto" in out.stdout and "style × emotion" in out.stdout
-    js = json.loads(subprocess.run([*CLI, "dataset", "info", tmp_dataset.root, "--json"], capture_output=True, text=True, check=True).stdout)
+    js = json.loads(
+        subprocess.run([*CLI, "dataset", "info", tmp_dataset.root, "--json"], capture_output=True, text=True, check=True).stdout
+    )
     assert js["rows"]["labels"] == 2 and js["style_x_emotion"] == {"bel canto × happy": 1, "pop × sad": 1}
 
 
@@ -40,3 +42,34 @@ def test_dataset_rejects_lists_what_was_quarantined(tmp_dataset):
     add_reject(tmp_dataset, "preprocess", "/takes/broken.wav", "empty file (0 bytes)")
     out = subprocess.run([*CLI, "dataset", "rejects", tmp_dataset.root], capture_output=True, text=True, check=True)
     assert "broken.wav" in out.stdout and "empty file" in out.stdout
+
+
+LEGACY = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "legacy-dataset"
+
+
+def test_dataset_history_lists_versions_and_row_changes(tmp_dataset):
+    tmp_dataset.upsert("labels", [{"clip_id": "a", "style": "pop"}, {"clip_id": "b", "style": "pop"}])
+    tmp_dataset.upsert("labels", [{"clip_id": "a", "style": "bel canto"}])
+    tmp_dataset.delete("labels", [("b",)])
+    out = subprocess.run([*CLI, "dataset", "history", tmp_dataset.root, "--json"], capture_output=True, text=True, check=True)
+    labels = json.loads(out.stdout)["labels"]
+    assert [(e["version"], e["operation"], e["inserted"], e["updated"], e["deleted"]) for e in labels] == [
+        (3, "delete", 0, 0, 1), (2, "upsert", 0, 1, 0), (1, "upsert", 2, 0, 0), (0, "create", 0, 0, 0),
+    ]  # fmt: skip
+    table = subprocess.run([*CLI, "dataset", "history", tmp_dataset.root, "-t", "labels"], capture_output=True, text=True, check=True)
+    assert "labels (version 3)" in table.stdout and "delete" in table.stdout
+
+
+def test_old_layout_is_refused_with_how_to_convert_then_migrated(tmp_path):
+    out = subprocess.run([*CLI, "dataset", "info", str(LEGACY)], capture_output=True, text=True)
+    assert out.returncode == 2 and "old Parquet-parts layout" in out.stdout and "cantolab dataset migrate" in out.stdout
+    new = tmp_path / "delta"
+    out = subprocess.run([*CLI, "dataset", "migrate", str(LEGACY), str(new)], capture_output=True, text=True)
+    assert out.returncode == 0 and "every row preserved" in out.stdout, out.stdout + out.stderr
+    js = json.loads(subprocess.run([*CLI, "dataset", "info", str(new), "--json"], capture_output=True, text=True, check=True).stdout)
+    assert js["rows"] == {"takes": 3, "clips": 6, "features": 3, "annotations": 8, "labels": 4, "rejects": 1}
+
+
+def test_rejects_on_a_missing_folder_is_an_error(tmp_path):
+    out = subprocess.run([*CLI, "dataset", "rejects", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert out.returncode == 2 and "no dataset at" in out.stdout

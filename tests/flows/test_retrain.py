@@ -47,6 +47,8 @@ def test_promote_only_if_better_and_record_every_decision(dataset, prefect_harne
     assert json.loads((models / again["challenger"] / "decision.json").read_text())["decision"] == "keep"
     log = [json.loads(line) for line in (models / "decisions.jsonl").read_text().splitlines()]
     assert [d["decision"] for d in log] == ["promote", "promote", "keep"]
+    # Each decision names the dataset versions both models were scored on.
+    assert all(d["dataset"] == {"uri": dataset.root, "versions": dataset.versions()} for d in log)
 
 
 def test_serve_schedules_the_retrain_flow():

@@ -1,20 +1,29 @@
-"""The Parquet dataset: round trips, idempotent keyed upserts, crash safety, versions, DuckDB."""
+"""The Delta Lake dataset: round trips, idempotent keyed upserts, versions, crash safety, readers."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timezone
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
+import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
-from pipeline.dataset import SCHEMAS, Dataset, DatasetError, add_reject
+from pipeline.dataset import SCHEMAS, Dataset, DatasetError, add_reject, parse_versions
 from pipeline.dataset.info import summarize
-from pipeline.records import prepare_take, take_record, whole_clip_record
 from pipeline.ids import take_id_for_content
+from pipeline.records import prepare_take, take_record, whole_clip_record
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _labels(n: int, style: str = "pop") -> list[dict]:
@@ -22,6 +31,10 @@ def _labels(n: int, style: str = "pop") -> list[dict]:
         {"clip_id": f"c{i:03d}", "style": style, "emotion": "sad" if i % 2 else "happy", "resolution": "agreed", "annotators": ["a", "b"]}
         for i in range(n)
     ]
+
+
+def _by_id(ds: Dataset, name: str = "labels") -> dict[str, dict]:
+    return {r["clip_id"]: r for r in ds.read(name).to_pylist()}
 
 
 @pytest.fixture
@@ -49,16 +62,15 @@ def test_round_trip_of_real_clips_to_arrow_and_pandas(tmp_dataset, real_rows):
     assert (frame["sample_rate"] == 48000).all()
 
 
-def test_upsert_twice_is_a_no_op(tmp_dataset, real_rows):
+def test_upsert_twice_is_a_no_op_and_makes_no_version(tmp_dataset, real_rows):
     _, clips = real_rows
     tmp_dataset.upsert("clips", clips)
-    files = sorted(p.name for p in (tmp_dataset.root and __import__("pathlib").Path(tmp_dataset.root) / "clips").glob("*.parquet"))
+    version = tmp_dataset.versions()["clips"]
     # New bookkeeping timestamps alone do not make a row different.
-    again = [{**c, "created_at": datetime.now(timezone.utc)} for c in clips]
+    again = [{**c, "created_at": datetime.now(UTC)} for c in clips]
     result = tmp_dataset.upsert("clips", again)
     assert (result.inserted, result.updated, result.unchanged) == (0, 0, 4)
-    files_after = sorted(p.name for p in (__import__("pathlib").Path(tmp_dataset.root) / "clips").glob("*.parquet"))
-    assert files_after == files
+    assert tmp_dataset.versions()["clips"] == version
     assert tmp_dataset.count("clips") == 4
 
 
@@ -69,6 +81,18 @@ def test_changed_rows_replace_old_ones_without_duplicates(tmp_dataset):
     rows = tmp_dataset.read("labels").to_pylist()
     assert len(rows) == 12 and len({r["clip_id"] for r in rows}) == 12
     assert [r["style"] for r in sorted(rows, key=lambda r: r["clip_id"])][:4] == ["bel canto"] * 3 + ["pop"]
+
+
+def test_keys_with_quotes_and_composite_keys(tmp_dataset):
+    odd = ["it's", 'say "hi"', "back\\slash", "new\nline", "ünï", "a' OR '1'='1"]
+    tmp_dataset.upsert("labels", [{"clip_id": k, "style": "pop"} for k in odd])
+    assert tmp_dataset.upsert("labels", [{"clip_id": k, "style": "bel canto"} for k in odd]).updated == len(odd)
+    assert {r["clip_id"]: r["style"] for r in tmp_dataset.read("labels").to_pylist()} == dict.fromkeys(odd, "bel canto")
+    assert tmp_dataset.delete("labels", [(odd[0],), (odd[-1],)]) == 2
+    add_reject(tmp_dataset, "ingest", "/x/it's.wav", "bad")
+    add_reject(tmp_dataset, "discover", "/x/it's.wav", "bad")
+    assert tmp_dataset.delete("rejects", [("ingest", "/x/it's.wav")]) == 1
+    assert tmp_dataset.keys("rejects") == {("discover", "/x/it's.wav")}
 
 
 def test_bad_rows_are_refused_with_the_table_and_column(tmp_dataset):
@@ -82,123 +106,262 @@ def test_bad_rows_are_refused_with_the_table_and_column(tmp_dataset):
         tmp_dataset.read("songs")
 
 
-def _run_crashing_writer(root, body: str) -> subprocess.CompletedProcess:
+def test_time_travel_after_update_and_delete(tmp_dataset):
+    tmp_dataset.upsert("labels", _labels(4))
+    v_first = tmp_dataset.versions()["labels"]
+    tmp_dataset.upsert("labels", _labels(2, style="bel canto"))
+    tmp_dataset.delete("labels", [("c003",)])
+    now = _by_id(tmp_dataset)
+    assert set(now) == {"c000", "c001", "c002"} and now["c000"]["style"] == "bel canto"
+    past = Dataset(tmp_dataset.root, version={"labels": v_first})
+    assert {k: r["style"] for k, r in _by_id(past).items()} == dict.fromkeys(["c000", "c001", "c002", "c003"], "pop")
+    assert Dataset(tmp_dataset.root, version=f"labels={v_first + 1}").count("labels") == 4
+    with pytest.raises(DatasetError, match="read-only"):
+        past.upsert("labels", _labels(1))
+    with pytest.raises(DatasetError, match="version 99"):
+        Dataset(tmp_dataset.root, version={"labels": 99}).read("labels")
+    history = tmp_dataset.history("labels")
+    assert [(h["operation"], h["inserted"], h["updated"], h["deleted"]) for h in history[:3]] == [
+        ("delete", 0, 0, 1), ("upsert", 0, 2, 0), ("upsert", 4, 0, 0),
+    ]  # fmt: skip
+    assert parse_versions("clips=3, labels=7") == {"clips": 3, "labels": 7} and parse_versions("5") == 5
+    with pytest.raises(DatasetError, match="table=version pairs"):
+        parse_versions("clips:3")
+
+
+def test_vacuum_keeps_files_of_pinned_versions(tmp_dataset):
+    tmp_dataset.upsert("labels", _labels(4))
+    pinned = tmp_dataset.pin("model-a")
+    tmp_dataset.upsert("labels", _labels(4, style="bel canto"))
+    unpinned = tmp_dataset.versions()
+    tmp_dataset.upsert("labels", _labels(4, style="pop"))
+    removed = tmp_dataset.vacuum(retention_hours=0)
+    assert removed["labels"] >= 1
+    assert {r["style"] for r in Dataset(tmp_dataset.root, version=pinned).read("labels").to_pylist()} == {"pop"}
+    with pytest.raises(DatasetError, match="cannot be read"):
+        Dataset(tmp_dataset.root, version=unpinned).read("labels")
+    assert tmp_dataset.unpin("model-a") == 1 and tmp_dataset.pins() == {}
+
+
+def _run_writer(root: str, body: str, env: dict | None = None, **kw) -> subprocess.Popen:
     script = textwrap.dedent(
         f"""
-        import os, signal, resource
+        import os, signal, resource, sys
         from pipeline.dataset import Dataset
-        from pipeline.dataset import store
-        ds = Dataset({str(root)!r})
-        rows = [{{"clip_id": f"c{{i:03d}}", "style": "bel canto", "emotion": "happy", "resolution": "adjudicated"}} for i in range(20)]
+        ds = Dataset({root!r})
+        def batch(k):
+            rows = [{{"clip_id": f"b{{k:04d}}-{{r:02d}}", "style": "pop", "emotion": "sad", "resolution": "agreed"}} for r in range(20)]
+            return rows + [{{"clip_id": "latest", "style": str(k), "resolution": "agreed"}}]
         """
     ) + textwrap.dedent(body)
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
+
+
+def _assert_whole_version(ds: Dataset) -> int:
+    """The table equals exactly what some number of whole batches wrote; returns that number."""
+    rows = _by_id(ds)
+    if not rows:
+        return 0
+    k = int(rows.pop("latest")["style"])
+    assert set(rows) == {f"b{j:04d}-{r:02d}" for j in range(k + 1) for r in range(20)}, f"half a commit visible at batch {k}"
+    return k + 1
 
 
 def test_write_failure_mid_file_leaves_previous_version_intact(tmp_dataset):
-    """A real write fault: the file-size limit (RLIMIT_FSIZE) makes the part write fail with EFBIG."""
+    """A real write fault: the file-size limit (RLIMIT_FSIZE) makes the data file write fail (EFBIG)."""
     tmp_dataset.upsert("labels", _labels(10))
-    before = tmp_dataset.read("labels")
-    proc = _run_crashing_writer(
+    before, version = tmp_dataset.read("labels"), tmp_dataset.versions()
+    proc = _run_writer(
         tmp_dataset.root,
         """
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
         try:
-            ds.upsert("labels", rows)
-        except OSError as exc:
-            print("write failed:", exc)
+            ds.upsert("labels", batch(0))
+        except Exception as exc:
+            print("write failed:", type(exc).__name__, exc)
         """,
     )
-    assert "write failed" in proc.stdout, proc.stderr
-    assert tmp_dataset.read("labels").equals(before)
-    assert not list((tmp_dataset.fs.ls(tmp_dataset.root + "/labels", detail=False))) or all(
-        ".tmp-" not in p for p in tmp_dataset.fs.ls(tmp_dataset.root + "/labels", detail=False)
-    )
+    out, err = proc.communicate(timeout=120)
+    assert "write failed" in out, err
+    assert tmp_dataset.read("labels").equals(before) and tmp_dataset.versions() == version
+    assert tmp_dataset.upsert("labels", _labels(11)).inserted == 1
 
 
-def test_sigkill_between_part_and_cleanup_is_read_correctly_and_healed(tmp_dataset):
-    """SIGKILL after the new part landed but before old parts were rewritten: no duplicate rows."""
-    tmp_dataset.upsert("labels", _labels(10))
-    proc = _run_crashing_writer(
-        tmp_dataset.root,
-        """
-        store.Dataset._drop_superseded = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
-        ds.upsert("labels", rows)
-        """,
-    )
-    assert proc.returncode == -9
+@pytest.mark.parametrize("where", ["disk", "s3"])
+def test_sigkill_mid_commit_reads_previous_or_next_version(where, tmp_dataset, request):
+    """SIGKILL a writer looping over commits at several moments: never half a commit, next write works."""
+    ds = tmp_dataset if where == "disk" else request.getfixturevalue("s3_dataset")
+    seen = []
+    for delay in (0.0, 0.03, 0.07, 0.15, 0.3):
+        proc = _run_writer(
+            ds.root,
+            """
+            k = int(os.environ["CANTOLAB_TEST_START"])
+            first = k
+            while True:
+                ds.upsert("labels", batch(k))
+                if k == first:
+                    print("ready", flush=True)
+                k += 1
+            """,
+            env={"CANTOLAB_TEST_START": str(_assert_whole_version(ds))},
+        )
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        seen.append(_assert_whole_version(ds))
+        ds.upsert("labels", [{"clip_id": "after-kill", "style": "pop"}])  # the next write succeeds
+        ds.delete("labels", [("after-kill",)])
+    assert max(seen) >= 2, seen  # the kills really landed while commits were running
+
+
+def _concurrent_writer(root: str, env: dict[str, str], writer: int) -> None:
+    os.environ.update(env)
+    ds = Dataset(root)
+    for merge in range(10):
+        ds.upsert("labels", [{"clip_id": f"w{writer}-m{merge}-r{r:02d}", "style": "pop", "resolution": "agreed"} for r in range(50)])
+
+
+@pytest.mark.parametrize("where", ["disk", "s3"])
+def test_four_processes_upsert_at_once_every_row_lands_once(where, tmp_dataset, request):
+    import multiprocessing
+
+    ds = tmp_dataset if where == "disk" else request.getfixturevalue("s3_dataset")
+    env = request.getfixturevalue("s3_env") if where == "s3" else {}
+    ctx = multiprocessing.get_context("spawn")  # delta-rs' runtime does not survive fork()
+    procs = [ctx.Process(target=_concurrent_writer, args=(ds.root, env, w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(240)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    ids = ds.read("labels", ["clip_id"]).column("clip_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 2000
+    history = ds.history("labels")
+    assert sum(h["operation"] == "upsert" for h in history) == 40 and sum(h["inserted"] for h in history) == 2000
+
+
+def test_same_keys_from_four_processes_land_once(tmp_dataset):
+    proc_body = """
+    w = int(sys.argv[1])
+    for m in range(4):
+        ds.upsert("labels", [{"clip_id": f"k{r}", "style": f"w{w}m{m}"} for r in range(30)])
+    """
+    procs = [_run_writer(tmp_dataset.root, proc_body.replace("sys.argv[1]", str(w))) for w in range(4)]
+    for p in procs:
+        assert p.wait(180) == 0, p.stderr.read()
     rows = tmp_dataset.read("labels").to_pylist()
-    assert len(rows) == 20 and {r["style"] for r in rows} == {"bel canto"}
-    assert tmp_dataset.upsert("labels", []).written == 0
-    tmp_dataset.upsert("labels", _labels(1, style="bel canto"))  # any later write heals the stale copies
-    con = duckdb.connect()
-    n, distinct = con.execute(
-        f"select count(*), count(distinct clip_id) from read_parquet('{tmp_dataset.root}/labels/*.parquet')"
-    ).fetchone()
-    assert n == distinct == 20
+    assert len(rows) == 30 and len({r["style"] for r in rows}) == 1  # one commit's rows, whole
 
 
-def test_sigkill_during_part_write_leaves_previous_version(tmp_dataset):
-    tmp_dataset.upsert("labels", _labels(10))
-    before = tmp_dataset.read("labels")
-    proc = _run_crashing_writer(
-        tmp_dataset.root,
-        """
-        import pyarrow.parquet as pq
-        real = pq.write_table
-        def half_then_die(table, where, **kw):
-            with open(where, "wb") as fh:
-                fh.write(b"PAR1" + b"\\0" * 100)
-            os.kill(os.getpid(), signal.SIGKILL)
-        store.pq.write_table = half_then_die
-        ds.upsert("labels", rows)
-        """,
-    )
-    assert proc.returncode == -9
-    assert tmp_dataset.read("labels").equals(before)
+def test_conflicts_give_up_with_a_clear_message(tmp_dataset, monkeypatch):
+    """A commit that can never win: a real rival commit lands between every read and write."""
+    from pipeline.dataset import store
 
-
-def test_duckdb_reads_tables_as_plain_parquet(tmp_dataset):
-    tmp_dataset.upsert("labels", _labels(6))
-    con = duckdb.connect()
-    got = con.execute(
-        f"select emotion, count(*) from read_parquet('{tmp_dataset.root}/labels/*.parquet') group by 1 order by 1"
-    ).fetchall()
-    assert got == [("happy", 3), ("sad", 3)]
-
-
-def test_schema_versions_newer_and_unsupported_are_refused_clearly(tmp_dataset):
     tmp_dataset.upsert("labels", _labels(2))
-    part = next(p for p in tmp_dataset.fs.ls(tmp_dataset.root + "/labels", detail=False) if p.endswith(".parquet"))
-    table = pq.read_table(part)
-    for version, message in (("2", "newer than this cantolab"), ("0", "no longer reads; re-run ingest")):
-        pq.write_table(table.replace_schema_metadata({b"cantolab.schema_version": version.encode()}), part)
-        with pytest.raises(DatasetError, match=message) as err:
-            tmp_dataset.read("labels")
-        assert part in str(err.value)
-    pq.write_table(table.replace_schema_metadata({}), part)
-    with pytest.raises(DatasetError, match="not written by cantolab"):
+    rival = Dataset(tmp_dataset.root)
+    real_write = store.write_deltalake
+    counter = iter(range(1000))
+
+    def beaten(dt, data, **kw):
+        monkeypatch.setattr(store, "write_deltalake", real_write)  # the rival writes normally
+        rival.upsert("labels", [{"clip_id": "c000", "style": f"rival {next(counter)}"}])
+        monkeypatch.setattr(store, "write_deltalake", beaten)
+        return real_write(dt, data, **kw)
+
+    monkeypatch.setattr(store, "write_deltalake", beaten)
+    monkeypatch.setattr(store, "MAX_ATTEMPTS", 3)
+    monkeypatch.setattr(store.time, "sleep", lambda s: None)
+    with pytest.raises(DatasetError, match="3 attempts in a row lost to other writers"):
+        tmp_dataset.upsert("labels", [{"clip_id": "c000", "style": "mine"}])
+    assert _by_id(tmp_dataset)["c000"]["style"].startswith("rival")
+
+
+def _data_files(ds: Dataset, name: str) -> list[Path]:
+    return sorted(Path(ds.root, name).glob("*.parquet"))
+
+
+def test_stray_files_in_a_table_folder_are_never_read(tmp_dataset):
+    tmp_dataset.upsert("labels", _labels(4))
+    before = tmp_dataset.read("labels")
+    folder = Path(tmp_dataset.root, "labels")
+    pq.write_table(pa.Table.from_pylist(_labels(6, style="stray")), folder / "part-00000-stray-c000.zstd.parquet")
+    (folder / "part-00001-half-c000.zstd.parquet").write_bytes(b"PAR1" + b"\0" * 100)
+    labels = tmp_dataset.read("labels")
+    assert labels.equals(before)
+    assert duckdb.sql("select count(*), count(distinct clip_id) from labels").fetchall() == [(4, 4)]
+    assert tmp_dataset.upsert("labels", _labels(5)).inserted == 1
+
+
+def test_truncated_data_file_is_a_clear_error(tmp_dataset):
+    tmp_dataset.upsert("labels", _labels(4))
+    (live,) = [Path(u.removeprefix("file://")) for u in DeltaTable(Path(tmp_dataset.root, "labels")).file_uris()]
+    live.write_bytes(live.read_bytes()[:-40])
+    with pytest.raises(DatasetError, match="labels: a data file of .* cannot be read"):
         tmp_dataset.read("labels")
 
 
-def test_older_files_missing_a_nullable_column_read_with_nulls(tmp_dataset):
-    tmp_dataset.upsert("labels", _labels(2))
-    part = next(p for p in tmp_dataset.fs.ls(tmp_dataset.root + "/labels", detail=False) if p.endswith(".parquet"))
-    table = pq.read_table(part)
-    pq.write_table(table.drop_columns(["annotators"]).replace_schema_metadata(table.schema.metadata), part)
+def test_log_entry_from_a_newer_writer_protocol_is_refused(tmp_dataset):
+    tmp_dataset.upsert("labels", _labels(4))
+    log = Path(tmp_dataset.root, "labels", "_delta_log")
+    next_version = tmp_dataset.versions()["labels"] + 1
+    entry = {"protocol": {"minReaderVersion": 9, "minWriterVersion": 9}}
+    (log / f"{next_version:020d}.json").write_text(json.dumps(entry) + "\n")
+    with pytest.raises(DatasetError, match="labels: .*newer Delta reader|labels: cannot open"):
+        tmp_dataset.read("labels")
+    with pytest.raises(DatasetError):
+        tmp_dataset.upsert("labels", _labels(5))
+
+
+def test_documented_readers_pandas_arrow_polars_duckdb(tmp_dataset):
+    tmp_dataset.upsert("labels", _labels(6))
+    tmp_dataset.upsert(
+        "clips", [{"clip_id": f"c{i:03d}", "singer": "s1" if i < 4 else "s2", "start_s": 0.0, "end_s": 2.0} for i in range(6)]
+    )
+    assert len(tmp_dataset.to_pandas("labels")) == 6
+    assert tmp_dataset.to_polars("labels").group_by("emotion").len().sort("emotion").rows() == [("happy", 3), ("sad", 3)]
+    con = duckdb.connect()  # DuckDB over the Arrow tables: offline, no Delta extension to download
+    con.register("clips", tmp_dataset.read("clips", ["clip_id", "singer"]))
+    con.register("labels", tmp_dataset.read("labels"))
+    got = con.sql("select singer, emotion, count(*) from clips join labels using (clip_id) group by all order by all").fetchall()
+    assert got == [("s1", "happy", 2), ("s1", "sad", 2), ("s2", "happy", 1), ("s2", "sad", 1)]
+    # Any Delta reader works too: deltalake itself, through the log.
+    assert len(DeltaTable(f"{tmp_dataset.root}/labels").to_pandas()) == 6
+    assert pl.from_arrow(DeltaTable(f"{tmp_dataset.root}/labels").to_pyarrow_table()).height == 6
+
+
+def test_s3_dataset_round_trip(s3_dataset):
+    s3_dataset.upsert("labels", _labels(5))
+    assert s3_dataset.upsert("labels", _labels(5)).written == 0
+    again = Dataset(s3_dataset.root)
+    assert again.count("labels") == 5 and again.versions() == {"labels": 1}
+    assert again.exists("labels") and not again.exists("clips")
+
+
+def test_older_tables_missing_a_nullable_column_read_with_nulls(tmp_dataset):
+    schema = SCHEMAS["labels"].remove(SCHEMAS["labels"].get_field_index("annotators"))
+    from deltalake import write_deltalake
+
+    write_deltalake(f"{tmp_dataset.root}/labels", pa.Table.from_pylist([{"clip_id": "a", "style": "pop"}], schema=schema))
     read = tmp_dataset.read("labels")
-    assert read.schema.equals(SCHEMAS["labels"]) and read.column("annotators").null_count == 2
+    assert read.schema.equals(SCHEMAS["labels"]) and read.column("annotators").null_count == 1
 
 
-def test_fsspec_url_dataset(tmp_path):
-    ds = Dataset(f"file://{tmp_path}/remote-like")
-    ds.upsert("labels", _labels(3))
-    assert Dataset(f"file://{tmp_path}/remote-like").count("labels") == 3
-    mem = Dataset("memory://cantolab-test")
-    mem.upsert("labels", _labels(4))
-    mem.upsert("labels", _labels(4))
-    assert mem.count("labels") == 4
+def test_unsupported_url_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="unsupported URL"):
+        Dataset("memory://x")
+    assert Dataset(f"file://{tmp_path}/ds").upsert("labels", _labels(2)).inserted == 2
+    assert Dataset(tmp_path / "ds").count("labels") == 2
 
 
 def test_rejects_and_summary(tmp_dataset, real_rows):
@@ -214,13 +377,37 @@ def test_rejects_and_summary(tmp_dataset, real_rows):
     assert summary["hours_clips"] == pytest.approx(sum(c["end_s"] for c in clips) / 3600)
 
 
-def test_compact_merges_parts_and_keeps_every_row(tmp_dataset):
+def test_compact_merges_files_and_keeps_every_row(tmp_dataset):
     for i in range(5):
         tmp_dataset.upsert("labels", _labels(12)[i * 2 : i * 2 + 3])
     before = sorted(tmp_dataset.read("labels").to_pylist(), key=lambda r: r["clip_id"])
-    assert len(tmp_dataset._parts("labels")) > 1
+    dt = lambda: DeltaTable(f"{tmp_dataset.root}/labels")  # noqa: E731
+    assert len(dt().file_uris()) > 1
     assert tmp_dataset.compact("labels") > 1
-    assert len(tmp_dataset._parts("labels")) == 1
+    assert len(dt().file_uris()) == 1
     assert sorted(tmp_dataset.read("labels").to_pylist(), key=lambda r: r["clip_id"]) == before
     assert tmp_dataset.compact("labels") == 0
     assert tmp_dataset.upsert("labels", before).written == 0  # hashes survive compaction
+    assert tmp_dataset.history("labels")[0]["operation"] == "compact"
+
+
+def test_migration_round_trip_of_a_dataset_made_by_the_old_store(tmp_path):
+    """tests/pipeline/data/legacy-dataset was written by the Parquet-parts store this replaced
+    (with a stale copy left by an interrupted upsert): every row arrives, newest copy wins."""
+    from pipeline.dataset.legacy import content_hash, migrate, read_legacy
+
+    legacy = Path(__file__).parent / "data" / "legacy-dataset"
+    with pytest.raises(DatasetError, match="old Parquet-parts layout.*cantolab dataset migrate"):
+        Dataset(legacy).read("labels")
+    results = migrate(legacy, tmp_path / "new")
+    assert all(r.ok for r in results) and {r.table: r.rows_new for r in results}["labels"] == 4
+    new = Dataset(tmp_path / "new")
+    for name in SCHEMAS:
+        assert content_hash(new.read(name), name) == content_hash(read_legacy(legacy, name), name)
+    labels = _by_id(new)
+    assert (labels["c1"]["style"], labels["c2"]["style"], labels["c2"]["annotators"]) == ("bel canto", "bel canto", ["ann1"])
+    clips = new.read("clips").to_pylist()
+    assert len(clips) == 6 and all(len(c["audio_flac"]) == 2000 for c in clips)
+    assert new.upsert("labels", read_legacy(legacy, "labels")).written == 0  # converted rows are the same rows
+    with pytest.raises(DatasetError, match="no table in the old"):
+        migrate(tmp_path / "new", tmp_path / "again")
