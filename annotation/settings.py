@@ -70,7 +70,7 @@ class AnnotationSettings:
     media_subdir: str = "cantolab-clips"  # under LOCAL_FILES_DOCUMENT_ROOT
 
     @staticmethod
-    def load(path: str | os.PathLike | None = None) -> "AnnotationSettings":
+    def load(path: str | os.PathLike | None = None) -> AnnotationSettings:
         """Defaults, then the [annotation] table of a TOML file, then CANTOLAB_LS_URL."""
         data: dict = {}
         if path is not None:
@@ -148,10 +148,3 @@ def service_token(path: Path | None = None) -> str:
             "(`cantolab annotate server start` writes it for a local server)"
         )
     return token
-
-
-def user_token(email: str, path: Path | None = None) -> str:
-    tokens = read_secrets(path).get("user_tokens", {})
-    if email not in tokens:
-        raise SettingsError(f"no token for {email} in {path or secrets_path()} (run `cantolab annotate setup`)")
-    return tokens[email]
