@@ -29,7 +29,7 @@ def kappa_from_confusion(m: np.ndarray) -> float:
     if n == 0:
         return float("nan")
     po = np.trace(m) / n
-    pe = float((m.sum(axis=1) @ m.sum(axis=0))) / n**2
+    pe = float(m.sum(axis=1) @ m.sum(axis=0)) / n**2
     if pe == 1.0:
         return float("nan")  # one label used by both raters throughout: kappa is undefined
     return float((po - pe) / (1 - pe))

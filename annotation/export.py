@@ -1,13 +1,14 @@
 """Exported Label Studio tasks → validated annotation records, and the problems left out.
 
 A bad annotation never stops the sync: it becomes a Problem (reported and written to `rejects`)
-and the rest goes on. Skipped tasks (`was_cancelled`) are neither labels nor problems.
+and the rest goes on. Skipped tasks (`was_cancelled`) are neither labels nor problems: they are
+returned as (clip, annotator) so the sync can send the clip to someone else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.vocabulary import LabelSets
 
@@ -41,10 +42,10 @@ class Record:
 def _ts(value) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _user_of(completed_by, users: dict[int, str]) -> str | None:
+def user_of(completed_by, users: dict[int, str]) -> str | None:
     if isinstance(completed_by, dict):
         return (completed_by.get("email") or users.get(completed_by.get("id"), "")).lower() or None
     return users.get(completed_by)
@@ -79,11 +80,11 @@ def records_from_export(
     known_clips: set[str],
     users: dict[int, str],
     labels: LabelSets,
-) -> tuple[list[Record], list[Problem], int]:
-    """Validated records (the newest per task and annotator), problems, and the number skipped."""
+) -> tuple[list[Record], list[Problem], list[tuple[str, str]]]:
+    """Validated records (the newest per task and annotator), problems, and (clip, annotator) skips."""
     best: dict[tuple[str, str], Record] = {}
     problems: list[Problem] = []
-    skipped = 0
+    skipped: list[tuple[str, str]] = []
     for task in tasks:
         tid = task.get("id")
         clip_id = (task.get("data") or {}).get("clip_id")
@@ -95,10 +96,11 @@ def records_from_export(
             continue
         for ann in anns:
             source = f"ls:{project_id}:{tid}:{ann.get('id')}"
+            user = user_of(ann.get("completed_by"), users)
             if ann.get("was_cancelled"):
-                skipped += 1
+                if user == expected_annotator:
+                    skipped.append((clip_id, user))
                 continue
-            user = _user_of(ann.get("completed_by"), users)
             if user != expected_annotator:
                 problems.append(
                     Problem(source, "annotator not on the roster for this project", f"by {user!r}, expected {expected_annotator!r}; clip {clip_id}")
@@ -122,8 +124,8 @@ def records_from_export(
             )
             key = (clip_id, user)
             old = best.get(key)
-            if old is None or (rec.updated_at or rec.created_at or datetime.min.replace(tzinfo=timezone.utc)) >= (
-                old.updated_at or old.created_at or datetime.min.replace(tzinfo=timezone.utc)
+            if old is None or (rec.updated_at or rec.created_at or datetime.min.replace(tzinfo=UTC)) >= (
+                old.updated_at or old.created_at or datetime.min.replace(tzinfo=UTC)
             ):
                 best[key] = rec
     return list(best.values()), problems, skipped

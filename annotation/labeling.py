@@ -1,8 +1,11 @@
 """Labeling configs: the annotators' page and the adjudicator's page.
 
-Hotkeys are 1..n for style and q, w, e, … for emotion so a clip is labeled without the mouse.
-The adjudicator's page shows the two first-round labels as text next to the same audio and
-transcript, and asks for the final style and emotion.
+Hotkeys are 1..n for style and q, w, e, … for emotion so a clip is labeled without the mouse
+(Label Studio itself adds Ctrl+Enter to submit; skip has no hotkey — the Skip button).
+Both pages show the transcript with a note that says whether Whisper's quality signals flagged it as
+a suspected hallucination. The adjudicator's page shows the first-round labels as text (no names,
+order drawn per clip) next to the same audio and transcript, and asks for the final style and
+emotion.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def annotator_config(labels: LabelSets) -> str:
     return (
         "<View>\n"
         '  <Audio name="audio" value="$audio" hotkey="space"/>\n'
-        '  <Header value="Transcript (Whisper, may be wrong)"/>\n'
+        '  <Header value="Transcript"/>\n'
+        '  <Text name="asr_note" value="$asr_note"/>\n'
         '  <Text name="transcript" value="$transcript"/>\n'
         f"{_choices('style', 'Style', labels.styles, STYLE_KEYS)}\n"
         f"{_choices('emotion', 'Emotion', labels.emotions, EMOTION_KEYS)}\n"
@@ -44,9 +48,10 @@ def adjudication_config(labels: LabelSets) -> str:
     return (
         "<View>\n"
         '  <Audio name="audio" value="$audio" hotkey="space"/>\n'
-        '  <Header value="Transcript (Whisper, may be wrong)"/>\n'
+        '  <Header value="Transcript"/>\n'
+        '  <Text name="asr_note" value="$asr_note"/>\n'
         '  <Text name="transcript" value="$transcript"/>\n'
-        '  <Header value="First-round labels"/>\n'
+        '  <Header value="First-round labels (order drawn per clip, no names)"/>\n'
         '  <Text name="first_labels" value="$first_labels"/>\n'
         f"{_choices('style', 'Final style', labels.styles, STYLE_KEYS)}\n"
         f"{_choices('emotion', 'Final emotion', labels.emotions, EMOTION_KEYS)}\n"

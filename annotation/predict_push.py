@@ -42,11 +42,12 @@ def order_by_uncertainty(preds: list[Prediction]) -> list[Prediction]:
     return sorted(preds, key=lambda p: (p.confidence, p.clip_id))
 
 
-def push_predictions(client: LabelStudio, project_ids: list[int], preds: list[Prediction], model_version: str) -> int:
-    """Create one prediction per (project, task of a predicted clip); returns how many were created."""
+def push_predictions(projects: list[tuple[LabelStudio, int]], preds: list[Prediction], model_version: str) -> int:
+    """Create one prediction per (project, task of a predicted clip); returns how many were created.
+    `projects`: (client that reaches the project — its organization's — , project id)."""
     created = 0
     ordered = order_by_uncertainty(preds)
-    for pid in project_ids:
+    for client, pid in projects:
         tasks = {t["data"].get("clip_id"): t for t in export_tasks(client, pid)}
         done = {(x.task, x.model_version) for x in client.predictions.list(project=pid)}
         for p in ordered:

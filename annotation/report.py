@@ -69,7 +69,8 @@ def _fmt(x: float) -> str:
 def _heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str, path: Path, fmt: str) -> None:
     fig, ax = plt.subplots(figsize=(1.6 + 1.1 * matrix.shape[1], 1.4 + 0.8 * matrix.shape[0]))
     values = matrix.to_numpy(dtype=float)
-    im = ax.imshow(np.nan_to_num(values), cmap="Blues")
+    # The scale starts at 0, not at the smallest cell: a cell holding 1 must not look empty.
+    im = ax.imshow(np.nan_to_num(values), cmap="Blues", vmin=0, vmax=max(float(np.nanmax(values)) if values.size and not np.all(np.isnan(values)) else 1.0, 1e-9))
     ax.set_xticks(range(matrix.shape[1]), labels=list(matrix.columns))
     ax.set_yticks(range(matrix.shape[0]), labels=list(matrix.index))
     ax.set_xlabel(xlabel)

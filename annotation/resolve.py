@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -21,10 +22,18 @@ class Pair:
         return all(self.a[f] == self.b[f] for f in FIELDS)
 
     def first_labels_text(self) -> str:
-        """What the adjudicator sees: both labels, without names, so no one's reputation decides."""
-        return "\n".join(
-            f"Label {i}: style {lab['style']} · emotion {lab['emotion']}" for i, lab in ((1, self.a), (2, self.b))
-        )
+        """What the adjudicator sees: both labels, without names, in an order drawn per clip (a hash
+        of its id), so neither "Label 1" nor a reputation says who gave which."""
+        labels = [self.a, self.b]
+        if hashlib.sha256(f"{self.clip_id}|adjudication-order".encode()).digest()[0] & 1:
+            labels.reverse()
+        return "\n".join(f"Label {i}: style {lab['style']} · emotion {lab['emotion']}" for i, lab in enumerate(labels, 1))
+
+
+def lone_labels_text(labels: list[dict[str, str]], reason: str) -> str:
+    """A clip that could not get two first-round labels: whatever labels exist, and why."""
+    lines = [f"Label {i}: style {lab['style']} · emotion {lab['emotion']}" for i, lab in enumerate(labels, 1)]
+    return "\n".join([*lines, f"No second label: {reason}."])
 
 
 @dataclass
@@ -51,12 +60,25 @@ def first_round_pairs(annotations: pd.DataFrame) -> tuple[list[Pair], list[str]]
     return pairs, incomplete
 
 
-def resolve(annotations: pd.DataFrame, now) -> Resolution:
+def resolve(annotations: pd.DataFrame, now, exhausted: dict[str, str] | None = None) -> Resolution:
+    """`exhausted`: clips that cannot get two first-round labels (skipped by everyone the roster
+    has); they are decided by the adjudicator alone."""
     out = Resolution()
     if annotations.empty:
         return out
     pairs, out.incomplete = first_round_pairs(annotations)
     adj = annotations[annotations["round"] == "adjudication"].set_index("clip_id")
+    lone = sorted(set(exhausted or {}) - {p.clip_id for p in pairs})
+    out.incomplete = [c for c in out.incomplete if c not in set(lone)]
+    for cid in lone:
+        if cid in adj.index:
+            d = adj.loc[cid]
+            out.labels.append(
+                {"clip_id": cid, "style": d["style"], "emotion": d["emotion"], "resolution": "adjudicated",
+                 "annotators": [d["annotator"]], "updated_at": now}
+            )
+        else:
+            out.pending.append(cid)
     for p in pairs:
         if p.agrees:
             out.labels.append(

@@ -21,12 +21,17 @@ from pathlib import Path
 
 import requests
 
+from pipeline.errors import CantolabError
+from pipeline.fsio import atomic_write_text
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO_ROOT / ".venv-labelstudio"
 DEFAULT_HOME = Path(os.environ.get("CANTOLAB_LS_HOME") or Path.home() / ".local" / "share" / "cantolab" / "labelstudio")
 SERVICE_EMAIL = "cantolab-sync@cantolab.local"
 
 LAUNCHER = Path(__file__).with_name("labelstudio_launch.py")  # runs inside .venv-labelstudio
+ADMIN = Path(__file__).with_name("labelstudio_admin.py")  # organizations; runs inside .venv-labelstudio
+DEFAULT_PORT = 8080
 SQLITE_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")  # the launcher's --sqlite-synchronous choices
 
 
@@ -37,8 +42,21 @@ def default_workers() -> int:
     return int(env) if env else min(4, os.cpu_count() or 1)
 
 
-class ServerError(RuntimeError):
+class ServerError(CantolabError, RuntimeError):
     """The local server could not be started, reached or stopped; the message says why."""
+
+
+def process_identity(pid: int) -> tuple[str, int] | None:
+    """(command line, start time in clock ticks since boot) of a live process, from /proc; None if gone."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is field 3, starttime field 22
+    if fields[0] == "Z":
+        return None
+    return cmdline, int(fields[19])
 
 
 def free_port() -> int:
@@ -52,10 +70,15 @@ class LocalServer:
     """One Label Studio instance: `home` holds data/, media/ (the document root), server.json, server.log."""
 
     home: Path = DEFAULT_HOME
-    port: int = 8080
+    port: int | None = None  # None: the port recorded by the last start, else 8080
     venv: Path = DEFAULT_VENV
     sqlite_synchronous: str = "NORMAL"  # "FULL" costs ~5 ms more per annotation POST, for surviving power cuts
     workers: int = field(default_factory=default_workers)
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home)
+        if self.port is None:
+            self.port = int(self.read_state().get("port") or DEFAULT_PORT)
 
     @property
     def data_dir(self) -> Path:
@@ -72,6 +95,14 @@ class LocalServer:
     @property
     def log_file(self) -> Path:
         return self.home / "server.log"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.home / "gunicorn.ctl"
+
+    @property
+    def placement_file(self) -> Path:
+        return self.home / "placement.json"
 
     @property
     def url(self) -> str:
@@ -108,15 +139,21 @@ class LocalServer:
             return {}
 
     def pid(self) -> int | None:
-        pid = self.read_state().get("pid")
+        """The recorded PID if that process is still this home's server (its command line names our
+        launcher and this home's control socket, and it started when recorded), else None: a stale
+        server.json whose PID the system gave to another process never leads to signalling it."""
+        state = self.read_state()
+        pid = state.get("pid")
         if not pid:
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        ident = process_identity(pid)
+        if ident is None:
             return None
-        except PermissionError:
-            return pid
+        cmdline, started = ident
+        if LAUNCHER.name not in cmdline or str(self.control_socket) not in cmdline:
+            return None
+        if state.get("started") is not None and state["started"] != started:
+            return None
         return pid
 
     def healthy(self, timeout: float = 2.0) -> bool:
@@ -138,6 +175,36 @@ class LocalServer:
                 json.dump(data, fh)
         return data["token"], data["password"]
 
+    def make_private(self) -> None:
+        """The home and data folders 0700, the database and every other file in them 0600: the
+        database holds each user's API token in plain text."""
+        for d in (self.home, self.data_dir):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+        for f in self.data_dir.rglob("*"):
+            os.chmod(f, 0o700 if f.is_dir() else 0o600)
+        for f in self.home.iterdir():
+            if f.is_file():
+                os.chmod(f, 0o600)
+
+    def organize(self, people: list[dict], timeout: float = 180.0) -> dict[str, dict]:
+        """One organization per person (annotation/labelstudio_admin.py): {email: {org_id, service_token, joined}}."""
+        exe = self.executable()
+        token, password = self.credentials()
+        request = {"people": people, "placement": str(self.placement_file)}
+        proc = subprocess.run(
+            [str(exe.parent / "python"), str(ADMIN)],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            env=self.environment(token, password),
+            cwd=self.home,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise ServerError(f"could not create the organizations (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        return json.loads(proc.stdout)["orgs"]
+
     def start(self, wait_s: float = 240.0) -> int:
         """Start (or find running) and wait until /health answers; returns the PID."""
         if (pid := self.pid()) and self.healthy():
@@ -148,8 +215,14 @@ class LocalServer:
         token, password = self.credentials()
         for d in (self.data_dir, self.document_root):
             d.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_file, "ab")
-        launch = [str(exe.parent / "python"), str(LAUNCHER), "--workers", str(self.workers), "--sqlite-synchronous", self.sqlite_synchronous.upper()]
+        self.make_private()
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = os.fdopen(fd, "ab")
+        launch = [
+            str(exe.parent / "python"), str(LAUNCHER), "--workers", str(self.workers),
+            "--sqlite-synchronous", self.sqlite_synchronous.upper(),
+            "--control-socket", str(self.control_socket), "--placement", str(self.placement_file),
+        ]
         proc = subprocess.Popen(
             [*launch, "start", "--no-browser", "--port", str(self.port), "--internal-host", "127.0.0.1"],
             env=self.environment(token, password),
@@ -158,8 +231,12 @@ class LocalServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stop() ends it and its children, nothing else
+            umask=0o077,
         )
-        self.state_file.write_text(json.dumps({"pid": proc.pid, "port": self.port, "url": self.url}))
+        log.close()
+        ident = process_identity(proc.pid)
+        state = {"pid": proc.pid, "started": ident[1] if ident else None, "port": self.port, "url": self.url}
+        atomic_write_text(self.state_file, json.dumps(state), perms=0o600)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -171,9 +248,11 @@ class LocalServer:
         raise ServerError(f"Label Studio did not answer on {self.url} within {wait_s:.0f} s; see {self.log_file}")
 
     def stop(self, sig: int = signal.SIGTERM, wait_s: float = 20.0) -> bool:
-        """Stop the server this home started (its process group, by the recorded PID)."""
+        """Stop the server this home started (its process group, by the recorded PID, once that PID
+        is checked to still be our server); a stale record is removed without signalling anything."""
         pid = self.pid()
         if pid is None:
+            self.state_file.unlink(missing_ok=True)
             return False
         try:
             os.killpg(pid, sig)
@@ -201,6 +280,7 @@ class LocalServer:
         pid = self.pid()
         return {
             "url": self.url,
+            "port": self.port,
             "pid": pid,
             "running": pid is not None,
             "healthy": self.healthy() if pid else False,

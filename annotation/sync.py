@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 from label_studio_sdk import LabelStudio
 
 from annotation.client import Projects, ServerUnavailable, is_unavailable, user_ids
-from annotation.export import Problem, records_from_export
-from annotation.resolve import resolve
+from annotation.export import Problem, records_from_export, user_of
+from annotation.resolve import FIELDS, lone_labels_text, resolve
 from annotation.settings import AnnotationSettings, Roster
 from annotation.tasks import ClipForTask, assign, task_data, write_media
 from pipeline.dataset import Dataset
@@ -34,7 +34,7 @@ IMPORT_BATCH = 500
 class SyncInterrupted(ServerUnavailable):
     """The server went away mid-sync. `report` says how far the run got; the next run resumes."""
 
-    def __init__(self, stage: str, cause: BaseException, report: "SyncReport"):
+    def __init__(self, stage: str, cause: BaseException, report: SyncReport):
         super().__init__(f"Label Studio unavailable during {stage!r}: {cause}. Nothing is lost; run the sync again.")
         self.stage = stage
         self.report = report
@@ -48,6 +48,10 @@ class SyncReport:
     duplicate_tasks: int = 0
     annotations: dict[str, int] = field(default_factory=lambda: {"inserted": 0, "updated": 0, "unchanged": 0})
     skipped: int = 0
+    per_annotator: dict[str, dict[str, int]] = field(default_factory=dict)  # done, skipped, waiting
+    reassigned: int = 0  # tasks created for a third annotator after a skip
+    exhausted: dict[str, str] = field(default_factory=dict)  # clip → why it went to the adjudicator alone
+    notes: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     adjudication_created: int = 0
     adjudication_updated: int = 0
@@ -106,6 +110,33 @@ def _import(client: LabelStudio, project_id: int, datas: list[dict]) -> int:
     return n
 
 
+def _progress(by_clip: dict[str, dict], labeled: set[str], skipped: set[str]) -> dict[str, int]:
+    """One person's queue: done (a valid label), skipped, waiting (nothing yet, or only a bad label).
+    Label Studio's task locks are not reported: with one organization per person only the owner
+    can hold a lock on their own tasks."""
+    done = sum(1 for c in by_clip if c in labeled)
+    skip = sum(1 for c in by_clip if c in skipped and c not in labeled)
+    return {"tasks": len(by_clip), "done": done, "skipped": skip, "waiting": len(by_clip) - done - skip}
+
+
+def queue_progress(client: LabelStudio, settings: AnnotationSettings, roster: Roster, projects: Projects) -> dict[str, dict[str, int]]:
+    """Each person's queue as the server has it now (for `annotate status`; writes nothing)."""
+    out = {}
+    for who, pid in [*projects.first.items(), (roster.adjudicator, projects.adjudication)]:
+        c = projects.client_for(pid, settings, client)
+        tasks = export_tasks(c, pid)
+        by_clip = {(t.get("data") or {}).get("clip_id"): t for t in tasks}
+        users = user_ids(c)
+        labeled, skipped = set(), set()
+        for cid, t in by_clip.items():
+            for ann in t.get("annotations") or []:
+                if user_of(ann.get("completed_by"), users) != who:
+                    continue
+                (skipped if ann.get("was_cancelled") else labeled).add(cid)
+        out[who] = _progress(by_clip, labeled, skipped)
+    return out
+
+
 def _add(total: dict[str, int], result) -> None:
     total["inserted"] += result.inserted
     total["updated"] += result.updated
@@ -137,7 +168,7 @@ def run_sync(
 
     try:
         t0 = enter("media")
-        clips = ds.read("clips", columns=["clip_id", "transcript", "singer"])
+        clips = ds.read("clips", columns=["clip_id", "transcript", "singer", "suspected_hallucination"])
         report.clips = clips.num_rows
         known = set(clips.column("clip_id").to_pylist())
         media_dir = Path(document_root) / settings.media_subdir
@@ -147,73 +178,95 @@ def run_sync(
             mask = [cid not in have for cid in audio.column("clip_id").to_pylist()]
             report.media_written = write_media(audio.filter(pa.array(mask)), media_dir)
         by_id = {
-            r["clip_id"]: ClipForTask(r["clip_id"], r["transcript"], r["singer"]) for r in clips.to_pylist()
+            r["clip_id"]: ClipForTask(r["clip_id"], r["transcript"], r["singer"], bool(r["suspected_hallucination"]))
+            for r in clips.to_pylist()
         }
         done("media", t0)
 
         t0 = enter("export")
-        users = user_ids(client)
-        exported = {a: export_tasks(client, pid) for a, pid in projects.first.items()}
+        report.notes += list(projects.notes)
+        clients = {pid: projects.client_for(pid, settings, client) for pid in [*projects.first.values(), projects.adjudication]}
+        exported = {a: export_tasks(clients[pid], pid) for a, pid in projects.first.items()}
         done("export", t0)
 
         t0 = enter("pull")
         records, problems = [], []
         existing: dict[str, set[str]] = {}
+        skipped_by: dict[str, set[str]] = {}
         for a, tasks in exported.items():
             pid = projects.first[a]
-            for cid in _index_tasks(tasks, pid, report):
+            users = user_ids(clients[pid])
+            by_clip = _index_tasks(tasks, pid, report)
+            for cid in by_clip:
                 existing.setdefault(cid, set()).add(a)
-            recs, probs, skipped = records_from_export(
+            recs, probs, skips = records_from_export(
                 tasks, project_id=pid, round="first", expected_annotator=a, known_clips=known, users=users, labels=settings.labels
             )
+            for cid, _ in skips:
+                skipped_by.setdefault(cid, set()).add(a)
+            report.per_annotator[a] = _progress(by_clip, {r.clip_id for r in recs}, {c for c, _ in skips})
             records += recs
             problems += probs
-            report.skipped += skipped
+            report.skipped += len(skips)
         _save_annotations(ds, records, problems, report)
         done("pull", t0)
 
         t0 = enter("import")
-        for a, cids in assign(sorted(known), roster, existing).items():
+        plan = assign(sorted(known), roster, existing, skipped_by)
+        report.exhausted = plan.exhausted
+        for a, cids in plan.todo.items():
             if cids:
                 enter(f"import:{a}")
-                report.tasks_created[a] = _import(client, projects.first[a], [task_data(by_id[c], settings.media_subdir) for c in cids])
+                pid = projects.first[a]
+                report.tasks_created[a] = _import(clients[pid], pid, [task_data(by_id[c], settings.media_subdir) for c in cids])
+                report.reassigned += sum(1 for c in cids if c in skipped_by)
         done("import", t0)
 
         t0 = enter("adjudication-pull")
-        adj_tasks = export_tasks(client, projects.adjudication)
+        adj_client = clients[projects.adjudication]
+        adj_tasks = export_tasks(adj_client, projects.adjudication)
         adj_by_clip = _index_tasks(adj_tasks, projects.adjudication, report)
-        recs, probs, skipped = records_from_export(
+        recs, probs, skips = records_from_export(
             adj_tasks,
             project_id=projects.adjudication,
             round="adjudication",
             expected_annotator=roster.adjudicator,
             known_clips=known,
-            users=users,
+            users=user_ids(adj_client),
             labels=settings.labels,
         )
-        report.skipped += skipped
+        report.skipped += len(skips)
+        report.per_annotator[roster.adjudicator] = _progress(adj_by_clip, {r.clip_id for r in recs}, {c for c, _ in skips})
         _save_annotations(ds, recs, probs, report)
         done("adjudication-pull", t0)
 
         t0 = enter("resolve")
-        now = datetime.now(timezone.utc)
-        res = resolve(ds.to_pandas("annotations"), now)
+        now = datetime.now(UTC)
+        annotations = ds.to_pandas("annotations")
+        res = resolve(annotations, now, plan.exhausted)
         report.incomplete = len(res.incomplete)
         report.pending_adjudication = len(res.pending)
         done("resolve", t0)
 
         t0 = enter("adjudication-push")
+        wanted = {p.clip_id: p.first_labels_text() for p in res.to_adjudicate}
+        if plan.exhausted:
+            first = annotations[annotations["round"] == "first"] if not annotations.empty else annotations
+            for cid, why in plan.exhausted.items():
+                if cid not in wanted:
+                    rows = first[first["clip_id"] == cid] if not first.empty else first
+                    wanted[cid] = lone_labels_text([{f: r[f] for f in FIELDS} for _, r in rows.iterrows()], why)
         new = []
-        for p in res.to_adjudicate:
-            data = {**task_data(by_id[p.clip_id], settings.media_subdir), "first_labels": p.first_labels_text()}
-            task = adj_by_clip.get(p.clip_id)
+        for cid, text in sorted(wanted.items()):
+            data = {**task_data(by_id[cid], settings.media_subdir), "first_labels": text}
+            task = adj_by_clip.get(cid)
             if task is None:
                 new.append(data)
-            elif (task.get("data") or {}).get("first_labels") != data["first_labels"]:
-                client.tasks.update(id=task["id"], data=data)  # a first-round label changed since
+            elif (task.get("data") or {}).get("first_labels") != text:
+                adj_client.tasks.update(id=task["id"], data=data)  # a first-round label changed since
                 report.adjudication_updated += 1
         if new:
-            report.adjudication_created = _import(client, projects.adjudication, new)
+            report.adjudication_created = _import(adj_client, projects.adjudication, new)
         done("adjudication-push", t0)
 
         t0 = enter("labels")
@@ -232,7 +285,7 @@ def _save_annotations(ds: Dataset, records, problems: list[Problem], report: Syn
     report.problems += problems
     if records:
         _add(report.annotations, ds.upsert("annotations", [r.row() for r in records]))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if problems:
         ds.upsert(
             "rejects",
@@ -247,9 +300,9 @@ def _save_annotations(ds: Dataset, records, problems: list[Problem], report: Syn
 def _save_labels(ds: Dataset, labels: list[dict], report: SyncReport) -> None:
     current = ds.to_pandas("labels", columns=["clip_id", "resolution"])
     imported = set(current.loc[current["resolution"] == "imported", "clip_id"])
-    keep = [l for l in labels if l["clip_id"] not in imported]
+    keep = [lab for lab in labels if lab["clip_id"] not in imported]
     report.kept_imported = len(labels) - len(keep)
-    report.agreed = sum(l["resolution"] == "agreed" for l in keep)
-    report.adjudicated = sum(l["resolution"] == "adjudicated" for l in keep)
+    report.agreed = sum(lab["resolution"] == "agreed" for lab in keep)
+    report.adjudicated = sum(lab["resolution"] == "adjudicated" for lab in keep)
     if keep:
         _add(report.labels, ds.upsert("labels", keep))

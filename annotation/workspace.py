@@ -5,6 +5,8 @@ Lookup order (first hit wins): explicit argument → environment → secrets fil
   token          CANTOLAB_LS_TOKEN, else `service_token` in the secrets file
   roster         CANTOLAB_ROSTER, else ~/.config/cantolab/roster.toml
   document root  CANTOLAB_LS_DOCUMENT_ROOT, else `document_root` in the secrets file
+  projects       `workspaces[<url>]` in the secrets file: the project ids `setup` made and the
+                 token of each project's organization (recorded by id, never found by title)
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 
 from label_studio_sdk import LabelStudio
 
-from annotation.client import Projects, connect, find_projects
-from annotation.settings import AnnotationSettings, Roster, SettingsError, load_roster, read_secrets, service_token
+from annotation.client import Projects, check_projects, connect
+from annotation.settings import AnnotationSettings, Roster, SettingsError, load_roster, read_secrets, service_token, write_secrets
 
 DEFAULT_ROSTER = Path.home() / ".config" / "cantolab" / "roster.toml"
 
@@ -29,8 +31,24 @@ class Workspace:
     token: str
     document_root: Path
 
+    def recorded(self) -> Projects | None:
+        return recorded_projects(self.settings.url)
+
     def projects(self) -> Projects:
-        return find_projects(self.client, self.settings, self.roster)
+        return check_projects(self.settings, self.roster, self.recorded())
+
+    def record(self, projects: Projects) -> Path:
+        return record_projects(self.settings.url, projects)
+
+
+def recorded_projects(url: str) -> Projects | None:
+    state = read_secrets().get("workspaces", {}).get(url.rstrip("/"))
+    return Projects.from_state(state) if state else None
+
+
+def record_projects(url: str, projects: Projects) -> Path:
+    """Kept in the secrets file (mode 0600): the state holds each organization's service token."""
+    return write_secrets({"workspaces": {url.rstrip("/"): projects.as_state()}})
 
 
 def roster_path(path: str | os.PathLike | None) -> Path:

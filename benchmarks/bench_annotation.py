@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annotation.client import connect, ensure_users, setup_projects
+from annotation.client import connect, invite_link, setup_projects
 from annotation.labeling import choice_result
 from annotation.report import compute, write_report
 from annotation.server import LocalServer, free_port
@@ -30,6 +30,7 @@ from annotation.sync import export_tasks, run_sync
 from benchmarks.common import write_result
 from pipeline.data import shared_data_dir
 from pipeline.dataset import Dataset
+from tests.annotation.ls_fixtures import signup
 
 N_CLIPS = 1000
 THREADS = 4
@@ -67,8 +68,12 @@ def main() -> dict:
         roster = Roster(("b-ann1@example.org", "b-ann2@example.org", "b-ann3@example.org"), "b-adj@example.org")
         service = connect(settings, token)
         t = time.perf_counter()
-        projects = setup_projects(service, settings, roster, server.document_root / settings.media_subdir)
-        users = ensure_users(service, settings, roster, token, {})
+        projects = setup_projects(server, settings, roster, server.document_root / settings.media_subdir)
+        link = invite_link(settings, token)
+        users = {}
+        for email in roster.everyone:  # each person signs up with their own password, as through `invite`
+            session = signup(settings.url, email, f"bench-{email}", link)
+            users[email] = {"token": session.get(f"{settings.url}/api/current-user/token", timeout=30).json()["token"]}
         stages["setup_projects_users"] = time.perf_counter() - t
 
         ds = Dataset(home / "dataset")
@@ -85,7 +90,7 @@ def main() -> dict:
         rng = np.random.default_rng(0)
         jobs = []
         for a, pid in projects.first.items():
-            for task in export_tasks(service, pid):
+            for task in export_tasks(projects.client_for(pid, settings, service), pid):
                 jobs.append((a, task["id"], task["data"]["clip_id"]))
         styles, emotions = settings.labels.styles, settings.labels.emotions
         truth = {cid: (str(rng.choice(styles)), str(rng.choice(emotions))) for _, _, cid in jobs}

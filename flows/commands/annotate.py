@@ -22,7 +22,9 @@ annotate_app.add_typer(server_app, name="server")
 
 HOME_OPT = typer.Option(None, "--home", help="Server home (data/, media/, log); default ~/.local/share/cantolab/labelstudio or CANTOLAB_LS_HOME.")
 PORT_OPT = typer.Option(None, "--port", "-p", help="Loopback port (start: default 8080; stop/status: the one recorded at start).")
-SETTINGS_OPT = typer.Option(None, "--settings", help="Settings TOML: [labels] styles, emotions; [annotation] url, project_prefix (default $CANTOLAB_SETTINGS).")
+SETTINGS_OPT = typer.Option(
+    None, "--settings", help="Settings TOML: \\[labels] styles, emotions; \\[annotation] url, project_prefix (default $CANTOLAB_SETTINGS)."
+)
 ROSTER_OPT = typer.Option(None, "--roster", help="roster.toml: annotators = [...], adjudicator = \"...\" (default CANTOLAB_ROSTER or ~/.config/cantolab/roster.toml).")
 ROOT_OPT = typer.Option(None, "--document-root", help="The server's LOCAL_FILES_DOCUMENT_ROOT (default: recorded by `server start`).")
 
@@ -30,9 +32,7 @@ ROOT_OPT = typer.Option(None, "--document-root", help="The server's LOCAL_FILES_
 def _server(home: Path | None, port: int | None):
     from annotation.server import DEFAULT_HOME, LocalServer
 
-    srv = LocalServer(home=Path(home) if home else DEFAULT_HOME)
-    srv.port = port or srv.read_state().get("port") or 8080
-    return srv
+    return LocalServer(home=Path(home) if home else DEFAULT_HOME, port=port)  # no port: the one recorded at start
 
 
 @contextlib.contextmanager
@@ -71,7 +71,13 @@ def server_start(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
 def server_stop(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
     """Stop the local server started from this home (by its recorded PID)."""
     srv = _server(home, port)
-    console.print("stopped" if srv.stop() else "not running")
+    recorded = srv.read_state().get("pid")
+    if srv.stop():
+        console.print("stopped")
+    elif recorded:
+        console.print(f"not running (server.json named PID {recorded}, which is not this home's Label Studio; nothing was signalled)")
+    else:
+        console.print("not running")
 
 
 @server_app.command("status")
@@ -85,20 +91,31 @@ def server_status(home: Path = HOME_OPT, port: int = PORT_OPT) -> None:
 
 
 @annotate_app.command("setup")
-def setup(settings: Path = SETTINGS_OPT, roster: Path = ROSTER_OPT, document_root: Path = ROOT_OPT) -> None:
-    """Create the users from the roster, one first-round project per annotator and the adjudication project."""
-    from annotation.client import ensure_users, setup_projects
-    from annotation.settings import read_secrets, write_secrets
-    from annotation.workspace import open_workspace
+def setup(
+    settings: Path = SETTINGS_OPT,
+    roster: Path = ROSTER_OPT,
+    document_root: Path = ROOT_OPT,
+    home: Path = HOME_OPT,
+    replace_missing: bool = typer.Option(False, "--replace-missing", help="Give a person whose recorded project was deleted a new, empty one."),
+) -> None:
+    """One organization per person on the roster, each annotator's project in theirs, the adjudication project in the adjudicator's."""
+    from annotation.client import setup_projects
 
     where: dict = {}
     with _label_studio_errors(where):
-        ws = open_workspace(settings, roster, document_root)
+        ws = _workspace(settings, roster, document_root)
         where["url"] = ws.settings.url
-        projects = setup_projects(ws.client, ws.settings, ws.roster, ws.document_root / ws.settings.media_subdir)
-        users = ensure_users(ws.client, ws.settings, ws.roster, ws.token, read_secrets().get("users", {}))
-    path = write_secrets({"users": users, "user_tokens": {e: u["token"] for e, u in users.items()}})
-    table = Table(title="Label Studio projects")
+        srv = _server(home, None)
+        if srv.url != ws.settings.url or srv.pid() is None:
+            raise LookupError(
+                f"setup creates organizations through the server's own Python, so it needs the local server of "
+                f"{ws.settings.url} running from this home ({srv.home}); pass --home, or run setup on the server's machine"
+            )
+        projects = setup_projects(
+            srv, ws.settings, ws.roster, ws.document_root / ws.settings.media_subdir, ws.recorded(), replace_missing
+        )
+        path = ws.record(projects)
+    table = Table(title="Label Studio projects (one organization per person)")
     table.add_column("project")
     table.add_column("id", justify="right")
     table.add_column("who")
@@ -106,8 +123,55 @@ def setup(settings: Path = SETTINGS_OPT, roster: Path = ROSTER_OPT, document_roo
         table.add_row("first round", str(pid), a)
     table.add_row("adjudication", str(projects.adjudication), ws.roster.adjudicator)
     console.print(table)
-    if users:
-        console.print(f"created or refreshed {len(users)} users; their passwords and tokens are in {path} (mode 0600)")
+    console.print(f"project ids and each organization's service token recorded in {path} (mode 0600)")
+    console.print("next: `cantolab annotate invite EMAIL` for each person, then `cantolab annotate sync DATASET`")
+
+
+@annotate_app.command("invite")
+def invite(
+    email: str = typer.Argument(..., help="A person on the roster."),
+    settings: Path = SETTINGS_OPT,
+    roster: Path = ROSTER_OPT,
+    document_root: Path = ROOT_OPT,
+    expire: bool = typer.Option(False, "--expire", help="Retire the current sign-up link (after everyone has signed up)."),
+) -> None:
+    """Print the sign-up link to send to EMAIL: they choose their own password and land in their own organization."""
+    from annotation.client import invite_link, require_roster_member, reset_invite
+
+    where: dict = {}
+    with _label_studio_errors(where):
+        ws = _workspace(settings, roster, document_root)
+        where["url"] = ws.settings.url
+        if expire:
+            reset_invite(ws.settings, ws.token)
+            console.print("the sign-up link is retired; `invite` prints a new one")
+            return
+        email = require_roster_member(ws.roster, email)
+        if ws.recorded() is None:
+            raise LookupError("no projects yet: run `cantolab annotate setup` before inviting anyone")
+        link = invite_link(ws.settings, ws.token)
+    console.print(f"Send this to {email} (it is a sign-up link, not a password):\n")
+    print(link)
+    console.print(
+        f"\n{email} opens it, signs up with exactly this e-mail and a password of their own choosing (nobody else "
+        "sees it), and finds only their own queue. Retire the link with `--expire` once everyone has signed up."
+    )
+
+
+def _workspace(settings, roster, document_root):
+    from annotation.workspace import open_workspace
+
+    return open_workspace(settings, roster, document_root)
+
+
+def _print_progress(rep) -> None:
+    table = Table(title="Per person")
+    for col in ("person", "tasks", "done", "skipped", "waiting"):
+        table.add_column(col, justify="left" if col == "person" else "right")
+    for who, p in rep.per_annotator.items():
+        table.add_row(who, *(str(p[k]) for k in ("tasks", "done", "skipped", "waiting")))
+    console.print(table)
+    console.print("(locks: with one organization per person only the owner can open, and so lock, their own tasks)")
 
 
 @annotate_app.command("sync")
@@ -120,13 +184,12 @@ def sync(
 ) -> None:
     """One sync now (without Prefect): clips → tasks, annotations → dataset, disagreements → adjudication, labels."""
     from annotation.sync import SyncInterrupted, run_sync
-    from annotation.workspace import open_workspace
     from pipeline.dataset import Dataset
 
     where: dict = {}
     try:
         with _label_studio_errors(where):
-            ws = open_workspace(settings, roster, document_root)
+            ws = _workspace(settings, roster, document_root)
             where["url"] = ws.settings.url
             with console.status("syncing with Label Studio…"):
                 report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root)
@@ -136,13 +199,40 @@ def sync(
         print(json.dumps(report.as_dict(), indent=2, default=str))
         return
     console.print(
-        f"clips {report.clips}; tasks created {sum(report.tasks_created.values())}; annotations {report.annotations}; "
+        f"clips {report.clips}; tasks created {sum(report.tasks_created.values())} ({report.reassigned} after a skip); "
+        f"annotations {report.annotations}; skipped {report.skipped}; "
         f"labels {report.labels} (agreed {report.agreed}, adjudicated {report.adjudicated}); "
         f"adjudication tasks +{report.adjudication_created}; awaiting adjudication {report.pending_adjudication}; "
-        f"waiting for a second label {report.incomplete}; imported labels kept {report.kept_imported}"
+        f"waiting for a second label {report.incomplete}; imported labels kept {report.kept_imported}",
+        markup=False,
     )
+    _print_progress(report)
+    for cid, why in report.exhausted.items():
+        console.print(f"to the adjudicator alone: {cid}: {why}", markup=False)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
     for p in report.problems:
         console.print(f"[yellow]left out[/] {p.source}: {p.reason} ({p.details})")
+
+
+@annotate_app.command("status")
+def status(
+    settings: Path = SETTINGS_OPT,
+    roster: Path = ROSTER_OPT,
+    document_root: Path = ROOT_OPT,
+) -> None:
+    """Per person: done, skipped, waiting, read from the server now (writes nothing)."""
+    from annotation.sync import SyncReport, queue_progress
+
+    where: dict = {}
+    with _label_studio_errors(where):
+        ws = _workspace(settings, roster, document_root)
+        where["url"] = ws.settings.url
+        projects = ws.projects()
+        rep = SyncReport(per_annotator=queue_progress(ws.client, ws.settings, ws.roster, projects), notes=list(projects.notes))
+    _print_progress(rep)
+    for note in rep.notes:
+        console.print(f"note: {note}", markup=False)
 
 
 @annotate_app.command("report")
@@ -180,11 +270,10 @@ def predict_push(
 ) -> None:
     """Push predictions as pre-annotations to the first-round projects, most uncertain clips first."""
     from annotation.predict_push import Prediction, push_predictions
-    from annotation.workspace import open_workspace
     from pipeline.dataset import Dataset
 
     with user_errors():
-        ws = open_workspace(settings, roster, document_root)
+        ws = _workspace(settings, roster, document_root)
     ds = Dataset(dataset)
     try:
         with user_errors(json.JSONDecodeError, FileNotFoundError):

@@ -4,12 +4,14 @@ loopback port with a temporary home, stopped by its PID at exit (also importable
 from __future__ import annotations
 
 import atexit
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from annotation.server import DEFAULT_VENV, LocalServer, free_port
 
@@ -82,14 +84,29 @@ def isolated_secrets(tmp_path, monkeypatch):
     return tmp_path / "secrets.json"
 
 
+def signup(url: str, email: str, password: str, invite: str) -> requests.Session:
+    """What a person does with `cantolab annotate invite`'s link: sign up with their own password."""
+    s = requests.Session()
+    s.get(invite, timeout=30).raise_for_status()
+    r = s.post(
+        invite,
+        data={"email": email, "password": password, "csrfmiddlewaretoken": s.cookies.get("csrftoken", "")},
+        headers={"Referer": invite},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert r.status_code == 302, f"sign-up of {email} failed: HTTP {r.status_code}"
+    return s
+
+
 @dataclass
 class Workflow:
     server: LocalServer
     settings: object
     roster: object
     projects: object
-    users: dict  # email → {"password", "token"}
-    service: object  # SDK client with the service token
+    users: dict  # email → {"password", "token"} (chosen by the test as the person would)
+    service: object  # SDK client with the server's own service token (first organization)
     dataset: object
     clips: list
     document_root: Path
@@ -99,9 +116,13 @@ class Workflow:
 
         return connect(self.settings, self.users[email]["token"])
 
+    def org(self, project_id: int):
+        """The SDK client of the organization that holds this project (its service user)."""
+        return self.projects.client_for(project_id, self.settings, self.service)
+
 
 def make_workflow(server: LocalServer, root: Path, prefix: str, clips_from, n_clips: int, offset: int = 0, n_annotators: int = 3) -> Workflow:
-    from annotation.client import connect, ensure_users, setup_projects
+    from annotation.client import connect, invite_link, setup_projects
     from annotation.settings import AnnotationSettings, Roster
     from pipeline.dataset import Dataset
 
@@ -112,13 +133,18 @@ def make_workflow(server: LocalServer, root: Path, prefix: str, clips_from, n_cl
         adjudicator=f"{prefix.lower()}-adj@example.org",
     )
     service = connect(settings, token)
-    projects = setup_projects(service, settings, roster, server.document_root / settings.media_subdir)
-    users = ensure_users(service, settings, roster, token, {})
+    projects = setup_projects(server, settings, roster, server.document_root / settings.media_subdir)
+    link = invite_link(settings, token)
+    users = {}
+    for email in roster.everyone:
+        password = secrets.token_urlsafe(12)
+        session = signup(settings.url, email, password, link)
+        r = session.get(f"{settings.url}/api/current-user/token", timeout=30)
+        r.raise_for_status()
+        users[email] = {"password": password, "token": r.json()["token"]}
     ds = Dataset(root / "dataset")
     specs = build_clip_dataset(ds, clips_from, n_clips, offset)
     return Workflow(server, settings, roster, projects, users, service, ds, specs, server.document_root)
-
-
 @pytest.fixture(scope="session")
 def workflow(ls_server, gtsinger, tmp_path_factory):
     """Projects and clips shared by tests that only need synced tasks (browser, predictions)."""

@@ -36,7 +36,7 @@ def test_annotator_page_has_audio_and_both_choice_groups(workflow, browser):
     wf = workflow
     run_sync(wf.dataset, wf.service, wf.settings, wf.roster, wf.projects, wf.document_root)
     annotator, pid, task = next(
-        (a, pid, t[0]) for a, pid in wf.projects.first.items() if (t := export_tasks(wf.service, pid))
+        (a, pid, t[0]) for a, pid in wf.projects.first.items() if (t := export_tasks(wf.org(pid), pid))
     )
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     media = []

@@ -37,7 +37,7 @@ def _sync(wf, on_stage=None):
 def _task_counts(wf) -> dict[str, int]:
     counts: dict[str, int] = {}
     for pid in wf.projects.first.values():
-        for t in export_tasks(wf.service, pid):
+        for t in export_tasks(wf.org(pid), pid):
             counts[t["data"]["clip_id"]] = counts.get(t["data"]["clip_id"], 0) + 1
     return counts
 
@@ -67,7 +67,7 @@ def test_server_killed_mid_sync_loses_nothing(kill_wf):
     # Everybody labels; the annotators disagree on the first clip's emotion.
     by_clip: dict[str, list] = {}
     for a, pid in wf.projects.first.items():
-        for t in export_tasks(wf.service, pid):
+        for t in export_tasks(wf.org(pid), pid):
             by_clip.setdefault(t["data"]["clip_id"], []).append((a, t))
     for i, c in enumerate(wf.clips):
         for j, (a, t) in enumerate(sorted(by_clip[c.clip_id], key=lambda x: x[0])):
@@ -82,7 +82,7 @@ def test_server_killed_mid_sync_loses_nothing(kill_wf):
     rep = _sync(wf)
     assert rep.annotations == {"inserted": 0, "updated": 0, "unchanged": 10}
     assert rep.adjudication_created == 1 and rep.agreed == 4 and rep.pending_adjudication == 1
-    assert len(export_tasks(wf.service, wf.projects.adjudication)) == 1
+    assert len(export_tasks(wf.org(wf.projects.adjudication), wf.projects.adjudication)) == 1
     again = _sync(wf)
     assert not again.changed
     assert _task_counts(wf) == {c.clip_id: 2 for c in wf.clips}

@@ -1,12 +1,15 @@
 """Double labeling end to end on a real Label Studio: two annotators per clip, each in their own
-project with their own token; bad annotations reported; adjudication; labels; idempotent re-sync."""
+project (in their own organization) with their own token; bad annotations reported; adjudication;
+labels; idempotent re-sync."""
 
 from __future__ import annotations
 
 import pytest
+from label_studio_sdk.core.api_error import ApiError
 from sklearn.metrics import cohen_kappa_score
 
 from annotation.agreement import cohen_kappa
+from annotation.client import service_email
 from annotation.labeling import choice_result
 from annotation.resolve import first_round_pairs
 from annotation.sync import export_tasks, run_sync
@@ -23,7 +26,7 @@ def _tasks_by_clip(wf) -> dict[str, dict[str, dict]]:
     """clip_id → {annotator: task} over the first-round projects."""
     out: dict[str, dict[str, dict]] = {}
     for a, pid in wf.projects.first.items():
-        for t in export_tasks(wf.service, pid):
+        for t in export_tasks(wf.org(pid), pid):
             out.setdefault(t["data"]["clip_id"], {})[a] = t
     return out
 
@@ -60,15 +63,19 @@ def labeled(ls_server, gtsinger, tmp_path_factory):
         wf.client_for(a1).annotations.create(id=t1["id"], result=[choice_result("style", style), choice_result("emotion", emotion)])
         wf.client_for(a2).annotations.create(id=t2["id"], result=[choice_result("style", s2), choice_result("emotion", e2)])
         expected[spec.clip_id] = {a1: (style, emotion), a2: (s2, e2)}
-    # Someone not assigned to a project labels in it (the adjudicator, in clip 0's first project)…
+    # Someone else cannot even reach a colleague's task (the adjudicator, in clip 0's first project)…
     (owner, t0), _ = sorted(by_clip[wf.clips[0].clip_id].items())
-    wf.client_for(wf.roster.adjudicator).annotations.create(
-        id=t0["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])]
-    )
-    # …and a task whose clip is not in the dataset gets labeled.
     pid = wf.projects.first[owner]
-    wf.service.projects.import_tasks(pid, request=[{"data": {"clip_id": "clip-not-in-dataset", "audio": "/data/local-files/?d=x.flac", "transcript": "?"}}])
-    stray = next(t for t in export_tasks(wf.service, pid) if t["data"]["clip_id"] == "clip-not-in-dataset")
+    with pytest.raises(ApiError) as err:
+        wf.client_for(wf.roster.adjudicator).annotations.create(
+            id=t0["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])]
+        )
+    assert err.value.status_code in (403, 404)
+    # …so the one stray label left to catch is one made with the organization's service account…
+    wf.org(pid).annotations.create(id=t0["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])])
+    # …and a task whose clip is not in the dataset gets labeled.
+    wf.org(pid).projects.import_tasks(pid, request=[{"data": {"clip_id": "clip-not-in-dataset", "audio": "/data/local-files/?d=x.flac", "transcript": "?", "asr_note": "?"}}])
+    stray = next(t for t in export_tasks(wf.org(pid), pid) if t["data"]["clip_id"] == "clip-not-in-dataset")
     wf.client_for(owner).annotations.create(id=stray["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])])
     second = _sync(wf)
     return wf, first, second, expected, problems_made
@@ -85,19 +92,20 @@ def test_every_clip_goes_to_exactly_two_different_annotators(labeled):
 
 
 def test_annotators_never_see_each_others_labels(labeled):
-    """Each first-round project holds its owner's valid labels only; the adjudicator sees both."""
+    """Each first-round project holds its owner's labels only; the adjudicator sees both, unnamed."""
     wf, *_ = labeled
     for a, pid in wf.projects.first.items():
-        ids = {u.id: u.email for u in wf.service.users.list()}
-        for t in export_tasks(wf.service, pid):
+        ids = {u.id: u.email for u in wf.org(pid).users.list()}
+        assert set(ids.values()) == {a, service_email(a)}  # nobody else is even in the organization
+        for t in export_tasks(wf.org(pid), pid):
             authors = {ids[x["completed_by"]] for x in t["annotations"]}
-            assert authors <= {a, wf.roster.adjudicator}, (a, authors)  # the adjudicator's is the planted stray
-    adj = export_tasks(wf.service, wf.projects.adjudication)
+            assert authors <= {a, service_email(a)}, (a, authors)  # the service account's is the planted stray
+    adj = export_tasks(wf.org(wf.projects.adjudication), wf.projects.adjudication)
     assert len(adj) == 2
     for t in adj:
         text = t["data"]["first_labels"]
         assert "Label 1:" in text and "Label 2:" in text
-        assert "@" not in text  # labels shown without names
+        assert "@" not in text and not any(a.split("@")[0] in text for a in wf.roster.annotators)  # no names
         assert t["data"]["audio"].startswith("/data/local-files/?d=") and t["data"]["transcript"]
 
 
@@ -140,7 +148,7 @@ def test_adjudication_decides_disagreements_and_resync_changes_nothing(labeled):
     wf, *_ = labeled
     adj_client = wf.client_for(wf.roster.adjudicator)
     decisions = {}
-    for t in export_tasks(wf.service, wf.projects.adjudication):
+    for t in export_tasks(wf.org(wf.projects.adjudication), wf.projects.adjudication):
         decisions[t["data"]["clip_id"]] = ("bel canto", "mixed")
         adj_client.annotations.create(id=t["id"], result=[choice_result("style", "bel canto"), choice_result("emotion", "mixed")])
     rep = _sync(wf)
@@ -150,12 +158,12 @@ def test_adjudication_decides_disagreements_and_resync_changes_nothing(labeled):
         assert labels.loc[cid, "resolution"] == "adjudicated"
         assert (labels.loc[cid, "style"], labels.loc[cid, "emotion"]) == (s, e)
         assert wf.roster.adjudicator in list(labels.loc[cid, "annotators"])
-    n_tasks = {pid: len(export_tasks(wf.service, pid)) for pid in [*wf.projects.first.values(), wf.projects.adjudication]}
+    n_tasks = {pid: len(export_tasks(wf.org(pid), pid)) for pid in [*wf.projects.first.values(), wf.projects.adjudication]}
     n_rows = {t: wf.dataset.count(t) for t in ("annotations", "labels", "rejects")}
     again = _sync(wf)
     assert not again.changed
     assert again.annotations["unchanged"] == 12 and again.labels["unchanged"] == 5
-    assert {pid: len(export_tasks(wf.service, pid)) for pid in n_tasks} == n_tasks
+    assert {pid: len(export_tasks(wf.org(pid), pid)) for pid in n_tasks} == n_tasks
     assert {t: wf.dataset.count(t) for t in n_rows} == n_rows
 
 

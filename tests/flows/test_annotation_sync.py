@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 from typer.testing import CliRunner
 
@@ -11,7 +10,7 @@ from annotation.labeling import choice_result
 from annotation.settings import read_secrets
 from annotation.sync import export_tasks
 from pipeline.dataset import Dataset
-from tests.annotation.ls_fixtures import build_clip_dataset, real_server
+from tests.annotation.ls_fixtures import build_clip_dataset, real_server, signup
 
 PREFIX = "Flow"
 
@@ -37,32 +36,52 @@ def env(tmp_path_factory, gtsinger):
 
 
 def test_setup_flow_cli_sync_and_report(env, prefect_harness):
-    from annotation.client import connect, find_projects
-    from annotation.settings import AnnotationSettings, load_roster
+    from annotation.client import connect
+    from annotation.settings import AnnotationSettings
+    from annotation.workspace import recorded_projects
     from flows.annotation_sync import annotation_sync_flow
     from flows.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["annotate", "setup", "--settings", env["settings"]])
+    server = real_server()
+    res = runner.invoke(app, ["annotate", "setup", "--settings", env["settings"], "--home", str(server.home)])
     assert res.exit_code == 0, res.output
     secrets = read_secrets()
-    assert set(secrets["user_tokens"]) == {"flow-a@example.org", "flow-b@example.org", "flow-j@example.org"}
-    assert env["token"] not in res.output and all(t not in res.output for t in secrets["user_tokens"].values())
+    settings = AnnotationSettings.load(env["settings"])
+    projects = recorded_projects(settings.url)
+    assert set(projects.first) == {"flow-a@example.org", "flow-b@example.org"} and projects.adjudication
+    assert env["token"] not in res.output and all(t not in res.output for t in projects.tokens.values())
+    assert "users" not in secrets and "user_tokens" not in secrets  # nobody's password is the admin's to keep
+    # Setup again finds the recorded projects by id: nothing new.
+    res = runner.invoke(app, ["annotate", "setup", "--settings", env["settings"], "--home", str(server.home)])
+    assert res.exit_code == 0 and recorded_projects(settings.url) == projects
+
+    # Each annotator signs up through the link `invite` prints, with a password of their own.
+    tokens = {}
+    for a in projects.first:
+        res = runner.invoke(app, ["annotate", "invite", a, "--settings", env["settings"]])
+        assert res.exit_code == 0, res.output
+        link = next(w for w in res.output.split() if "/user/signup/?token=" in w)
+        session = signup(settings.url, a, f"own-{a}", link)
+        tokens[a] = session.get(f"{settings.url}/api/current-user/token", timeout=30).json()["token"]
+    res = runner.invoke(app, ["annotate", "invite", "stranger@example.org", "--settings", env["settings"]])
+    assert res.exit_code == 1 and "not on the roster" in res.output
 
     report = annotation_sync_flow(dataset=str(env["ds"].root), settings_path=env["settings"])
     assert report["clips"] == 3 and sum(report["tasks_created"].values()) == 6
 
-    settings = AnnotationSettings.load(env["settings"])
-    roster = load_roster(env["root"] / "roster.toml")
-    service = connect(settings, env["token"])
-    projects = find_projects(service, settings, roster)
     for a, pid in projects.first.items():
-        client = connect(settings, secrets["user_tokens"][a])
-        for t in export_tasks(service, pid):
+        client = connect(settings, tokens[a])
+        for t in export_tasks(client, pid):
             client.annotations.create(id=t["id"], result=[choice_result("style", "bel canto"), choice_result("emotion", "happy")])
 
     res = runner.invoke(app, ["annotate", "sync", str(env["ds"].root), "--settings", env["settings"]])
     assert res.exit_code == 0, res.output
+    for a in projects.first:
+        assert a in res.output  # the per-person table: done, skipped, waiting
+    res = runner.invoke(app, ["annotate", "status", "--settings", env["settings"]])
+    assert res.exit_code == 0, res.output
+    assert "flow-a@example.org" in res.output and "waiting" in res.output
     labels = env["ds"].to_pandas("labels")
     assert len(labels) == 3 and set(labels.resolution) == {"agreed"} and set(labels["style"]) == {"bel canto"}
 
