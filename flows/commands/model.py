@@ -22,7 +22,9 @@ def _fail(message: str) -> None:
 
 def train(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder (local path or fsspec URL) with clips and labels."),
-    config: Path = typer.Option(None, "--config", "-c", help="JSON training config (model.encoder, model.variant, tasks, lr, epochs, seeds…); defaults otherwise."),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="JSON training config (model.encoder, model.variant, tasks, lr, epochs, seeds…); defaults otherwise."
+    ),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", help="Where run folders go."),
     run: str = typer.Option(None, "--run", help="Run folder name (default run-<UTC time>)."),
     encoder: str = typer.Option(None, help="Override model.encoder: audio | lyrics | audio+lyrics."),
@@ -48,13 +50,13 @@ def train(
             cfg = replace(cfg, model=replace(cfg.model, **model_over))
         if tasks:
             cfg = replace(cfg, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()))
-        if epochs:
+        if epochs is not None:
             cfg = replace(cfg, epochs=epochs)
-        if seeds:
+        if seeds is not None:
             cfg = replace(cfg, seeds=tuple(range(seeds)))
         cfg.validate()
         folder, result, metrics = train_and_save(dataset, cfg, models_dir, run, progress=not quiet)
-    except (ConfigError, DataError, SplitLeakageError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, DataError, SplitLeakageError, FileNotFoundError, ValueError) as exc:  # ConfigError covers wrong types and ranges
         _fail(str(exc))
         return
     from model.evaluate import fmt
@@ -79,10 +81,16 @@ def predict(
     from model.predict import predict_paths
     from pipeline.audio import AudioError
 
+    rejected: list = []
     try:
-        rows = predict_paths(model, target, transcript=lyrics)
+        rows = predict_paths(model, target, transcript=lyrics, rejected=rejected)
     except (CheckpointError, AudioError, FileNotFoundError) as exc:
         _fail(str(exc))
+        return
+    for r in rejected:
+        err.print(f"[yellow]skipped:[/] {r.reason}" if r.path in r.reason else f"[yellow]skipped:[/] {r.path}: {r.reason}")
+    if not rows:
+        _fail(f"no file under {target} could be read ({len(rejected)} rejected)")
         return
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +101,7 @@ def predict(
                 writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-        console.print(f"{len(rows)} prediction(s) written to {out}")
+        console.print(f"{len(rows)} prediction(s) written to {out}" + (f"; {len(rejected)} file(s) skipped (above)" if rejected else ""))
         return
     table = Table()
     table.add_column("clip")
@@ -103,6 +111,8 @@ def predict(
     for r in rows:
         table.add_row(Path(r["clip_id"]).name, *[f"{r[t]} ({r[t + '_confidence']:.2f})" for t in tasks])
     console.print(table)
+    if rejected:
+        err.print(f"{len(rows)} predicted, {len(rejected)} file(s) skipped (above)")
 
 
 def register(app: typer.Typer) -> None:
