@@ -40,13 +40,20 @@ from pipeline.ids import take_id_for_content
 from pipeline.records import prepare_take, take_record, whole_clip_record
 
 SEEDS = (0, 1, 2)
+RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful")  # the corpus's own six, not the project's vocabulary
 
 
 def base_config() -> TrainConfig:
     """The log-mel CNN of the paper's tables; every other model here is a variation of it."""
     return TrainConfig(
         model=ModelConfig(encoder="audio", audio_encoder="cnn", variant="coattn", d_model=64, layers=3, heads=4, dropout=0.3),
-        lr=1e-3, batch_size=16, epochs=40, patience=8, seeds=SEEDS, feature_norm="global", max_frames=128,
+        lr=1e-3,
+        batch_size=16,
+        epochs=40,
+        patience=8,
+        seeds=SEEDS,
+        feature_norm="global",
+        max_frames=128,
     )
 
 
@@ -88,8 +95,9 @@ def mfcc_stats(feats: list[np.ndarray]) -> np.ndarray:
     return np.asarray(out)
 
 
-def baseline(x: np.ndarray, examples, task: str, folds: list[list[str]], per_singer: bool) -> dict:
-    """Standardized features + logistic regression, same singer folds; nothing tuned."""
+def baseline_predictions(x: np.ndarray, examples, task: str, folds: list[list[str]], per_singer: bool) -> np.ndarray:
+    """Standardized features + logistic regression, same singer folds, nothing tuned: each clip's
+    predicted class from the fold that held its singer out ("" for unlabelled clips)."""
     singers = np.asarray([e.singer for e in examples])
     y = np.asarray([e.labels.get(task) or "" for e in examples])
     x = x.copy()
@@ -97,20 +105,39 @@ def baseline(x: np.ndarray, examples, task: str, folds: list[list[str]], per_sin
         for s in np.unique(singers):
             m = singers == s
             x[m] = (x[m] - x[m].mean(0)) / (x[m].std(0) + 1e-6)
-    pred = np.empty(len(y), dtype=object)
+    pred = np.full(len(y), "", dtype=object)
     for fold in folds:
         te = np.isin(singers, fold) & (y != "")
         tr = ~np.isin(singers, fold) & (y != "")
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[tr], y[tr])
-        pred[te] = clf.predict(x[te])
+        if te.any():
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[tr], y[tr])
+            pred[te] = clf.predict(x[te])
+    return pred
+
+
+def baseline(x: np.ndarray, examples, task: str, folds: list[list[str]], per_singer: bool) -> dict:
+    """Accuracy and macro-F1 of baseline_predictions over the labelled clips."""
+    y = np.asarray([e.labels.get(task) or "" for e in examples])
+    pred = baseline_predictions(x, examples, task, folds, per_singer)
     known = y != ""
-    return {"accuracy": float((pred[known] == y[known]).mean()), "macro_f1": float(f1_score(y[known], pred[known].astype(str), average="macro")),
-            "per_singer_norm": per_singer}
+    return {
+        "accuracy": float((pred[known] == y[known]).mean()),
+        "macro_f1": float(f1_score(y[known], pred[known].astype(str), average="macro")),
+        "per_singer_norm": per_singer,
+    }
 
 
 def summary_row(cv, task: str) -> dict:
     s = cv.summary[task]
-    return {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "rare_class_recall": s["rare_class_recall"], "majority_rate": s["majority_rate"], "n": s["n"], "seconds_per_epoch": cv.seconds_per_epoch, "mean_epochs": cv.epochs_run}
+    return {
+        "accuracy": s["accuracy"],
+        "macro_f1": s["macro_f1"],
+        "rare_class_recall": s["rare_class_recall"],
+        "majority_rate": s["majority_rate"],
+        "n": s["n"],
+        "seconds_per_epoch": cv.seconds_per_epoch,
+        "mean_epochs": cv.epochs_run,
+    }
 
 
 def restricted_accuracy(cv, examples, keep: tuple[str, ...], classes: list[str]) -> dict:
@@ -134,7 +161,7 @@ def main() -> dict:
 
     t0 = time.perf_counter()
     g_ex = load_examples(build(work / "gtsinger", "gtsinger"))
-    r_ex = load_examples(build(work / "ravdess", "ravdess_song"), ("emotion",))
+    r_ex = load_examples(build(work / "ravdess", "ravdess_song"), ("emotion",), {"emotion": RAVDESS_EMOTIONS})
     timings["dataset_build_s"] = time.perf_counter() - t0
     stats = FeatureStats()
     t0 = time.perf_counter()
@@ -147,7 +174,9 @@ def main() -> dict:
     g_folds = singer_folds([e.singer for e in g_ex], None if loso else 6)
     r_folds = singer_folds([e.singer for e in r_ex], None if loso else 3)
     result["protocol"] = {
-        "gtsinger_folds": g_folds, "ravdess_folds": r_folds, "seeds": list(SEEDS),
+        "gtsinger_folds": g_folds,
+        "ravdess_folds": r_folds,
+        "seeds": list(SEEDS),
         "validation": "2 singers from each fold's training side, for early stopping on macro-F1",
         "feature_norm": "RAVDESS: per singer (standardized over each singer's clips, no labels used) for the model and the *_singer_norm baselines; "
         "GTSinger: global (train statistics) — style is a property of the singer, per-singer standardization erases it",
@@ -235,8 +264,10 @@ def headline(examples, base: TrainConfig, mfcc: np.ndarray, timings: dict) -> di
         "lyrics_only": (with_overrides(full, encoder="lyrics"), loso),
         "audio_only_language_held_out": (with_overrides(full, encoder="audio"), by_language),
     }
-    out: dict = {"folds": {"leave_one_singer_out": len(loso), "language_held_out": by_language},
-                 "lyrics": "the corpus's reference lyrics (a perfect transcript)"}
+    out: dict = {
+        "folds": {"leave_one_singer_out": len(loso), "language_held_out": by_language},
+        "lyrics": "the corpus's reference lyrics (a perfect transcript)",
+    }
     for name, (cfg, folds) in runs.items():
         t0 = time.perf_counter()
         cv = crossval(examples, feats, cfg, folds=folds)
@@ -266,26 +297,36 @@ def table(result: dict) -> list[str]:
     """Human-readable lines (the README's figures)."""
     lines = []
     r = result["ravdess_emotion6"]
-    lines.append(f"RAVDESS 6 emotions: acc {fmt(r['model']['accuracy'])} (majority {r['model']['majority_rate']:.3f}); "
-                 f"happy vs sad {fmt(r['happy_vs_sad_from_6class_model']['accuracy'])}; MFCC+LR {r['baseline_mfcc_logreg']['accuracy']:.3f}, "
-                 f"per-singer {r['baseline_mfcc_logreg_singer_norm']['accuracy']:.3f}")
+    lines.append(
+        f"RAVDESS 6 emotions: acc {fmt(r['model']['accuracy'])} (majority {r['model']['majority_rate']:.3f}); "
+        f"happy vs sad {fmt(r['happy_vs_sad_from_6class_model']['accuracy'])}; MFCC+LR {r['baseline_mfcc_logreg']['accuracy']:.3f}, "
+        f"per-singer {r['baseline_mfcc_logreg_singer_norm']['accuracy']:.3f}"
+    )
     g = result["gtsinger"]
-    lines.append(f"GTSinger language-only style: singer folds {g['language_only_style']['singer_folds_accuracy']:.3f}, clip-wise "
-                 f"{g['language_only_style']['clip_wise_accuracy']:.3f}, leave-one-language-out {g['leave_one_language_out_language_only_style']['accuracy']:.3f}; "
-                 f"MFCC+LR style {g['baseline_mfcc_logreg']['style']['accuracy']:.3f}, emotion {g['baseline_mfcc_logreg']['emotion']['accuracy']:.3f}")
+    lines.append(
+        f"GTSinger language-only style: singer folds {g['language_only_style']['singer_folds_accuracy']:.3f}, clip-wise "
+        f"{g['language_only_style']['clip_wise_accuracy']:.3f}, leave-one-language-out {g['leave_one_language_out_language_only_style']['accuracy']:.3f}; "
+        f"MFCC+LR style {g['baseline_mfcc_logreg']['style']['accuracy']:.3f}, emotion {g['baseline_mfcc_logreg']['emotion']['accuracy']:.3f}"
+    )
     if "headline_loso" in g:
         h = g["headline_loso"]
         for name in ("full_audio_lyrics", "audio_only", "lyrics_only", "audio_only_language_held_out"):
             m = h[name]["style"]
-            lines.append(f"GTSinger style {name} ({'each language held out' if 'language' in name else 'leave-one-singer-out'}): "
-                         f"acc {fmt(m['accuracy'])} F1 {fmt(m['macro_f1'])} (maj {m['majority_rate']:.3f}); emotion acc {fmt(h[name]['emotion']['accuracy'])}")
+            lines.append(
+                f"GTSinger style {name} ({'each language held out' if 'language' in name else 'leave-one-singer-out'}): "
+                f"acc {fmt(m['accuracy'])} F1 {fmt(m['macro_f1'])} (maj {m['majority_rate']:.3f}); emotion acc {fmt(h[name]['emotion']['accuracy'])}"
+            )
         b, w = h["baseline_mfcc_logreg"]["style"], h["baseline_whisper_mean_logreg"]["style"]
-        lines.append(f"GTSinger style LOSO baselines: MFCC+LR acc {b['accuracy']:.3f} F1 {b['macro_f1']:.3f}; Whisper-mean+LR acc {w['accuracy']:.3f} "
-                     f"F1 {w['macro_f1']:.3f} (language held out {h['baseline_whisper_mean_logreg_language_held_out']['style']['accuracy']:.3f}); "
-                     f"language-only {h['language_only_style']['singer_folds_accuracy']:.3f} (language held out {h['language_only_style_language_held_out']['accuracy']:.3f})")
+        lines.append(
+            f"GTSinger style LOSO baselines: MFCC+LR acc {b['accuracy']:.3f} F1 {b['macro_f1']:.3f}; Whisper-mean+LR acc {w['accuracy']:.3f} "
+            f"F1 {w['macro_f1']:.3f} (language held out {h['baseline_whisper_mean_logreg_language_held_out']['style']['accuracy']:.3f}); "
+            f"language-only {h['language_only_style']['singer_folds_accuracy']:.3f} (language held out {h['language_only_style_language_held_out']['accuracy']:.3f})"
+        )
     for name, v in g.get("imbalance", {}).items():
-        lines.append(f"GTSinger imbalance {name}: style rare-class recall {fmt(v['style']['rare_class_recall'])}, "
-                     f"emotion rare-class recall {fmt(v['emotion']['rare_class_recall'])}, style acc {fmt(v['style']['accuracy'])}")
+        lines.append(
+            f"GTSinger imbalance {name}: style rare-class recall {fmt(v['style']['rare_class_recall'])}, "
+            f"emotion rare-class recall {fmt(v['emotion']['rare_class_recall'])}, style acc {fmt(v['style']['accuracy'])}"
+        )
     for name, v in result["gtsinger"]["variants_audio_only"].items():
         parts = [f"{t} acc {fmt(m['accuracy'])} F1 {fmt(m['macro_f1'])} (maj {m['majority_rate']:.3f})" for t, m in v.items()]
         lines.append(f"GTSinger {name}: " + "; ".join(parts))

@@ -6,14 +6,14 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from model.config import TrainConfig
+from model.config import ConfigError, TrainConfig
 from model.data import Example
 from model.net import MultiTaskNet
 from model.text import Vocab
@@ -53,7 +53,7 @@ def save_run(run, out_dir: str | Path, metrics: dict) -> Path:
         "feature": run.feature if run.audio_dim else None,
         "best_seed": run.best_seed,
         "split": run.split.to_dict(),
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": datetime.now(UTC).isoformat(),
     }
     (tmp / CONFIG).write_text(json.dumps(meta, indent=2))
     labels = {"classes": run.maps, "vocab": run.vocab.itos if run.vocab else None}
@@ -88,24 +88,53 @@ class LoadedModel:
                 )
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}); the run folder is damaged") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
 def load_run(path: str | Path, device: str = "cpu") -> LoadedModel:
     path = Path(path)
     for name in (WEIGHTS, CONFIG, LABELS):
         if not (path / name).exists():
             raise CheckpointError(f"{path} is not a model run folder: {name} is missing")
-    meta = json.loads((path / CONFIG).read_text())
+    meta = _read_json(path / CONFIG)
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('format_version')} is not {FORMAT_VERSION}")
-    cfg = TrainConfig.from_dict(meta["train_config"])
-    labels = json.loads((path / LABELS).read_text())
-    maps = labels["classes"]
+    saved_cfg = meta.get("train_config")
+    if not isinstance(saved_cfg, dict):
+        raise CheckpointError(f"{path / CONFIG}: no train_config object")
+    saved_cfg = dict(saved_cfg)
+    if isinstance(saved_cfg.get("model"), dict) and "probe" not in saved_cfg["model"]:
+        saved_cfg["model"] = saved_cfg["model"] | {"probe": False}  # saved before the probe path existed
+    try:
+        cfg = TrainConfig.from_dict(saved_cfg)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path / CONFIG}: {exc}") from exc
+    labels = _read_json(path / LABELS)
+    maps = labels.get("classes")
+    if not isinstance(maps, dict) or not all(isinstance(c, list) and len(c) >= 2 for c in maps.values()):
+        raise CheckpointError(f"{path / LABELS}: 'classes' must map each task to its list of classes")
     vocab = Vocab(labels["vocab"][3:]) if labels.get("vocab") else None
     net = MultiTaskNet(cfg.model, {t: len(c) for t, c in maps.items()}, meta.get("audio_dim"), vocab, cfg.max_tokens)
-    tensors = load_file(str(path / WEIGHTS))
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) on truncated or random bytes
+        raise CheckpointError(
+            f"{path / WEIGHTS}: not a readable safetensors file ({exc}); the run folder is damaged — retrain or restore it"
+        ) from exc
     norm_ref = None
     if "feature_norm.mean" in tensors:
         norm_ref = (tensors.pop("feature_norm.mean").numpy(), tensors.pop("feature_norm.std").numpy())
-    missing, unexpected = net.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise CheckpointError(f"{path / WEIGHTS}: weights do not fit the saved config ({str(exc).splitlines()[-1].strip()})") from exc
     allowed = _frozen_prefixes(cfg)
     missing = [k for k in missing if not k.startswith(allowed)] if allowed else missing
     if missing or unexpected:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from pipeline import errors
+from pipeline.errors import ConfigError
 
 TASKS = ("style", "emotion")
 ENCODERS = ("audio", "lyrics", "audio+lyrics")
@@ -14,10 +15,6 @@ AUDIO_ENCODERS = ("cnn", "transformer", "whisper")
 LYRICS_ENCODERS = ("textcnn", "transformer", "minilm")  # or a path to a transformers checkpoint
 VARIANTS = ("shared", "concat", "oneway", "coattn")
 FEATURE_NORMS = ("global", "singer", "clip", "none")
-
-
-class ConfigError(errors.ConfigError):
-    """A configuration value that cannot work; the message names the field and the choices."""
 
 
 @dataclass
@@ -34,6 +31,7 @@ class ModelConfig:
     whisper_model: str = "base"
     whisper_tune_layers: int = 0  # Whisper's top encoder blocks trained with the model (0 = frozen states)
     freeze_pretrained: bool = True  # the pretrained lyrics backbone
+    probe: bool = True  # pooled input features straight into each head beside the interaction path (contains the linear probe)
 
 
 @dataclass
@@ -62,7 +60,7 @@ class TrainConfig:
     device: str = "auto"  # auto = cuda when present, else cpu
     threads: int = 1  # CPU threads; 1 is many times faster than 2 for these small models on a busy 2-core machine
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         m = self.model
         checks = [
             ("model.encoder", m.encoder, ENCODERS),
@@ -92,6 +90,7 @@ class TrainConfig:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise ConfigError(f"tasks={list(self.tasks)!r}: choose one or both of {', '.join(TASKS)}")
+        _check_ranges(self)
         if m.d_model % m.heads:
             raise ConfigError(f"model.d_model={m.d_model} must be a multiple of model.heads={m.heads}")
         if abs(sum(self.split) - 1.0) > 1e-6 or len(self.split) != 3:
@@ -102,22 +101,95 @@ class TrainConfig:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "TrainConfig":
+    def from_dict(cls, data: dict | None) -> TrainConfig:
         data = dict(data or {})
         model = data.pop("model", {}) or {}
+        if not isinstance(model, dict):
+            raise ConfigError(f"model={model!r} must be an object of model settings")
         known_m = {f.name for f in fields(ModelConfig)}
         known_t = {f.name for f in fields(cls)}
         unknown = [f"model.{k}" for k in model if k not in known_m] + [k for k in data if k not in known_t]
         if unknown:
             raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
-        for key in ("tasks", "seeds", "split", "test_singers"):
-            if key in data and data[key] is not None:
-                data[key] = tuple(data[key])
+        model = {k: _typed(ModelConfig, f"model.{k}", k, v) for k, v in model.items()}
+        data = {k: _typed(cls, k, k, v) for k, v in data.items()}
         return cls(model=ModelConfig(**model), **data).validate()
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the training config ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a training config is a JSON object, not {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _typed(owner: type, name: str, key: str, value):
+    """`value` checked against the dataclass field's annotation: a clear error naming the field, never a
+    string where a number belongs (JSON from a person: "64", "fast", 3 where a list of seeds belongs)."""
+    hint = typing.get_type_hints(owner)[key]
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}={value!r} must be a list, e.g. {name}: {_example(key)}")
+        args = typing.get_args(hint)
+        item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(item_types) != len(value):
+            raise ConfigError(f"{name}={value!r} must be a list of {len(item_types)} values")
+        return tuple(_scalar(f"{name}[{i}]", t, v) for i, (t, v) in enumerate(zip(item_types, value)))
+    return _scalar(name, hint, value)
+
+
+def _scalar(name: str, hint, value):
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:
+        return value
+    if not ok:
+        raise ConfigError(
+            f"{name}={value!r} must be {'a number' if hint in (int, float) else 'true or false' if hint is bool else 'a string'} ({hint.__name__}), not {type(value).__name__}"
+        )
+    return value
+
+
+def _example(key: str) -> str:
+    return {"seeds": "[0, 1, 2]", "tasks": '["style", "emotion"]', "split": "[0.7, 0.1, 0.2]"}.get(key, "[...]")
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Numbers that would train nothing, or something meaningless, stop the run before it starts."""
+    m = cfg.model
+    at_least_one = {"epochs": cfg.epochs, "patience": cfg.patience, "batch_size": cfg.batch_size, "max_frames": cfg.max_frames,
+                    "eval_max_frames": cfg.eval_max_frames, "max_tokens": cfg.max_tokens, "model.d_model": m.d_model,
+                    "model.layers": m.layers, "model.heads": m.heads}  # fmt: skip
+    for name, value in at_least_one.items():
+        if value < 1:
+            raise ConfigError(f"{name}={value} must be 1 or more")
+    for name, value in {"lr": cfg.lr, "pretrained_lr": cfg.pretrained_lr}.items():
+        if not value > 0:
+            raise ConfigError(f"{name}={value} must be a positive learning rate")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"model.dropout={m.dropout} must be in [0, 1)")
+    if cfg.weight_decay < 0 or cfg.lambda_style < 0 or cfg.lambda_emotion < 0:
+        raise ConfigError("weight_decay, lambda_style and lambda_emotion must not be negative")
+    if not cfg.seeds:
+        raise ConfigError("seeds=[] : give at least one seed, e.g. seeds: [0, 1, 2]")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"seeds={list(cfg.seeds)} lists a seed twice")
+    if any(not 0 <= f <= 1 for f in cfg.split):
+        raise ConfigError(f"split={list(cfg.split)!r}: each fraction must be between 0 and 1")

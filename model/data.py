@@ -15,7 +15,9 @@ import numpy as np
 from model.config import TASKS
 from pipeline.dataset import Dataset
 from pipeline.errors import InputError
-from pipeline.vocabulary import LabelSets
+from pipeline.vocabulary import EMOTIONS, STYLES, LabelSets, normalize_label
+
+VOCABULARY = {"style": STYLES, "emotion": EMOTIONS}
 
 
 class DataError(InputError):
@@ -44,8 +46,15 @@ def _clean(value) -> str | None:
     return text or None
 
 
-def load_examples(dataset: Dataset | str, tasks: tuple[str, ...] = TASKS) -> list[Example]:
-    """Every labelled clip with audio, in clip_id order (deterministic)."""
+def load_examples(
+    dataset: Dataset | str, tasks: tuple[str, ...] = TASKS, vocabulary: dict[str, tuple[str, ...]] | None = None
+) -> list[Example]:
+    """Every labelled clip with audio, in clip_id order (deterministic).
+
+    Labels are normalized (pipeline.vocabulary) and must be in `vocabulary` (default: the project's
+    one label set): a stray class such as "furious" would otherwise become a class of its own and
+    change the head the model is trained with."""
+    vocabulary = {t: tuple(map(normalize_label, v)) for t, v in (vocabulary or VOCABULARY).items()}
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     clips = ds.to_pandas("clips", columns=["clip_id", "take_id", "singer", "audio_flac", "transcript", "language"])
     labels = ds.to_pandas("labels", columns=["clip_id", "style", "emotion"])
@@ -65,16 +74,24 @@ def load_examples(dataset: Dataset | str, tasks: tuple[str, ...] = TASKS) -> lis
     no_singer = [cid for cid, s in zip(merged["clip_id"], merged["singer"]) if _clean(s) is None]
     if no_singer:
         raise DataError(
-            f"{where}: {len(no_singer)} labelled clip(s) have no singer (needed for singer-wise splits), "
-            f"e.g. {', '.join(no_singer[:3])}"
+            f"{where}: {len(no_singer)} labelled clip(s) have no singer (needed for singer-wise splits), e.g. {', '.join(no_singer[:3])}"
         )
-    examples = []
+    examples, outside = [], {}
     for row in merged.itertuples(index=False):
         lang = _clean(row.language) or _clean(take_lang.get(row.take_id))
-        labs = {t: _clean(getattr(row, t)) for t in tasks}
+        labs = {t: (normalize_label(v) if (v := _clean(getattr(row, t))) else None) for t in tasks}
+        for t, v in labs.items():
+            if v is not None and t in vocabulary and v not in vocabulary[t]:
+                outside.setdefault((t, v), []).append(row.clip_id)
         if all(v is None for v in labs.values()):
             continue
         examples.append(Example(row.clip_id, str(row.singer), bytes(row.audio_flac), _clean(row.transcript) or "", lang, labs))
+    if outside:
+        detail = "; ".join(f"{t} {v!r} on {len(ids)} clip(s), e.g. {', '.join(ids[:2])}" for (t, v), ids in sorted(outside.items()))
+        allowed = "; ".join(f"{t}: {', '.join(vocabulary[t])}" for t in sorted({t for t, _ in outside}))
+        raise DataError(
+            f"{where}: label(s) outside the vocabulary ({allowed}): {detail}. Fix the labels, or set the classes in the training config (styles, emotions)"
+        )
     if not examples:
         raise DataError(f"{where}: no clip has a {' or '.join(tasks)} label")
     return examples

@@ -7,7 +7,7 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.encoders import SharedEncoder
-from model.interaction import Interaction
+from model.interaction import Interaction, masked_mean
 from model.text import Vocab
 
 
@@ -23,6 +23,15 @@ class MultiTaskNet(nn.Module):
             {task: nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(self.interaction.out_dim, n)) for task, n in n_classes.items()}
         )
 
+        # The linear probe inside the network: pooled input features → logits, added to each head's.
+        # fit() sets it to the logistic regression on the training clips and zero-starts the heads, so
+        # the network begins as the probe and early stopping can fall back to it (never worse than it
+        # on validation singers); the interaction path learns what the probe misses.
+        self.probe = None
+        if cfg.probe and audio_dim:
+            self.probe = nn.ModuleDict({task: nn.Linear(audio_dim, n) for task, n in n_classes.items()})
+            self.probe.requires_grad_(False)
+
     def forward(self, audio, audio_mask, texts, return_extras: bool = False):
         h, mask = self.encoder(audio, audio_mask, texts)
         if self.cfg.pool == "cls":
@@ -30,4 +39,7 @@ class MultiTaskNet(nn.Module):
             mask = torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
         zs, ze, extras = self.interaction(h, mask)
         logits = {task: head(zs if task == "style" else ze) for task, head in self.heads.items()}
+        if self.probe is not None:
+            pooled = masked_mean(audio, audio_mask)
+            logits = {task: lg + self.probe[task](pooled) for task, lg in logits.items()}
         return (logits, extras) if return_extras else logits

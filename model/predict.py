@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ from model.checkpoint import LoadedModel, load_run
 from model.data import Example
 from model.features import clip_features, normalize_features
 from model.train import pick_device, predict_proba
+from pipeline.audio import AudioError
 from pipeline.dataset import Dataset
+from pipeline.errors import InputError
 from pipeline.records import prepare_take
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -28,11 +31,28 @@ def audio_files(target: str | Path) -> list[Path]:
     return [p]
 
 
-def examples_from_files(paths: list[Path], singer: str = "session", transcript: str = "") -> list[Example]:
-    """A take in the capture format (or any WAV/FLAC) through the same audio core as ingest."""
+@dataclass
+class Rejected:
+    path: str
+    reason: str
+
+
+def examples_from_files(
+    paths: list[Path], singer: str = "session", transcript: str = "", rejected: list[Rejected] | None = None
+) -> list[Example]:
+    """A take in the capture format (or any WAV/FLAC) through the same audio core as ingest.
+
+    With `rejected` given, a file that cannot be read is recorded there (path and reason) and the rest
+    carry on; without it the first bad file raises."""
     out = []
     for path in paths:
-        prepared = prepare_take(path)
+        try:
+            prepared = prepare_take(path)
+        except (AudioError, InputError, OSError) as exc:
+            if rejected is None:
+                raise
+            rejected.append(Rejected(str(path), str(exc)))
+            continue
         out.append(Example(clip_id=str(path), singer=singer, audio_flac=prepared.flac, transcript=transcript))
     return out
 
@@ -63,9 +83,12 @@ def predict_examples(model: LoadedModel, examples: list[Example], dataset=None) 
     return rows
 
 
-def predict_paths(run: str | Path, target: str | Path, transcript: str = "") -> list[dict]:
+def predict_paths(run: str | Path, target: str | Path, transcript: str = "", rejected: list[Rejected] | None = None) -> list[dict]:
+    """Rows for every readable file under `target`; unreadable ones go to `rejected` when it is given
+    (a folder with one bad take still gets predictions for the others)."""
     model = load_run(run)
-    return predict_examples(model, examples_from_files(audio_files(target), transcript=transcript))
+    examples = examples_from_files(audio_files(target), transcript=transcript, rejected=rejected)
+    return predict_examples(model, examples) if examples else []
 
 
 def predict_clips(run: str | Path, dataset: Dataset | str, clip_ids: list[str] | None = None) -> list[dict]:

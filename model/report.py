@@ -16,20 +16,39 @@ from model.evaluate import fmt  # noqa: E402
 from model.train import RunResult, make_batch, pick_device  # noqa: E402
 
 
+def saved_model_score(run: RunResult) -> dict:
+    """The saved network (the best seed's) on the test singers: mean macro-F1 over the tasks with test
+    labels. This is the number promotion compares, and report.md shows it."""
+    row = next(s for s in run.per_seed if s["seed"] == run.best_seed)
+    tasks = {t: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]} for t, m in row.items() if isinstance(m, dict)}
+    score = float(np.mean([m["macro_f1"] for m in tasks.values()])) if tasks else None
+    return {"seed": run.best_seed, "score": score, "tasks": tasks, "metric": "mean test macro-F1 over tasks"}
+
+
 def run_metrics(run: RunResult) -> dict:
     cfg = run.config
     return {
         "summary": run.summary,
+        "saved_model": saved_model_score(run),
         "per_seed": run.per_seed,
         "best_seed": run.best_seed,
         "split": run.split.to_dict(),
         "split_notes": run.split.notes,
         "n_test_clips": len(run.test_examples),
         "feature_norm": cfg.feature_norm,
-        "encoder": {"encoder": cfg.model.encoder, "audio": cfg.model.audio_encoder, "lyrics": cfg.model.lyrics_encoder, "variant": cfg.model.variant,
-                    "whisper_tune_layers": cfg.model.whisper_tune_layers},
+        "encoder": {
+            "encoder": cfg.model.encoder,
+            "audio": cfg.model.audio_encoder,
+            "lyrics": cfg.model.lyrics_encoder,
+            "variant": cfg.model.variant,
+            "whisper_tune_layers": cfg.model.whisper_tune_layers,
+        },
         "feature_seconds_per_computed_clip": run.feature_stats.seconds_per_computed_clip,
-        "features": {"computed": run.feature_stats.computed, "cached": run.feature_stats.cached, "from_dataset": run.feature_stats.from_dataset},
+        "features": {
+            "computed": run.feature_stats.computed,
+            "cached": run.feature_stats.cached,
+            "from_dataset": run.feature_stats.from_dataset,
+        },
         "train_seconds_per_epoch": run.seconds_per_epoch,
         "controls": run.controls,
         "dataset": run.dataset,  # URI and each table's version: `cantolab train --dataset-version RUN` reads it again
@@ -120,7 +139,10 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
         f"# Training report: {folder.name}",
         "",
         f"Encoder `{cfg.model.encoder}` ("
-        + ", ".join(([f"audio `{cfg.model.audio_encoder}`" + _whisper_detail(cfg.model)] if "audio" in cfg.model.encoder else []) + ([f"lyrics `{cfg.model.lyrics_encoder}`"] if "lyrics" in cfg.model.encoder else []))
+        + ", ".join(
+            ([f"audio `{cfg.model.audio_encoder}`" + _whisper_detail(cfg.model)] if "audio" in cfg.model.encoder else [])
+            + ([f"lyrics `{cfg.model.lyrics_encoder}`"] if "lyrics" in cfg.model.encoder else [])
+        )
         + "), "
         f"interaction `{cfg.model.variant}`, tasks {', '.join(cfg.tasks)}, loss `{cfg.loss}`, feature normalization "
         f"`{cfg.feature_norm}`{' (per singer, no labels used)' if cfg.feature_norm == 'singer' else ''}.",
@@ -138,7 +160,19 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
         "|---|---|---|---|---|---|",
     ]
     for task, s in run.summary.items():
-        lines.append(f"| {task} | {s['n']} | {fmt(s['accuracy'])} | {fmt(s['macro_f1'])} | {fmt(s['rare_class_recall'])} | {s['majority_rate']:.3f} |")
+        lines.append(
+            f"| {task} | {s['n']} | {fmt(s['accuracy'])} | {fmt(s['macro_f1'])} | {fmt(s['rare_class_recall'])} | {s['majority_rate']:.3f} |"
+        )
+    saved = metrics.get("saved_model") or saved_model_score(run)
+    if saved["score"] is not None:
+        lines += [
+            "",
+            f"Saved model (seed {saved['seed']}, best on validation): mean test macro-F1 over tasks **{saved['score']:.4f}** "
+            + "("
+            + ", ".join(f"{t} {m['macro_f1']:.4f}" for t, m in saved["tasks"].items())
+            + "). "
+            "The retrain flow compares champion and challenger with this number, on the same test singers.",
+        ]
     missing = [t for t in cfg.tasks if t not in run.summary]
     if missing:
         lines += ["", f"No test clip carries a {', '.join(missing)} label, so that task has no test figure."]

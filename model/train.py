@@ -75,7 +75,8 @@ def make_batch(feats, texts, ys, idx, max_frames, device, rng: np.random.Generat
 class FitResult:
     net: MultiTaskNet
     history: list[dict] = field(default_factory=list)
-    best_epoch: int = 0
+    best_epoch: int = 0  # 0 with a probe: no trained epoch beat the probe on validation
+    probe_score: float | None = None  # the probe's validation macro-F1 (epoch 0)
     best_score: float = float("-inf")
     seconds_per_epoch: float = 0.0
 
@@ -121,6 +122,8 @@ def fit(
     feats, texts, ys = train
     ys = {t: ys[t] for t in cfg.tasks}
     net = MultiTaskNet(cfg.model, {t: len(maps[t]) for t in cfg.tasks}, audio_dim, vocab, cfg.max_tokens).to(device)
+    if net.probe is not None:
+        fit_probe(net, feats, ys, cfg.eval_max_frames)
     weights = {t: inverse_frequency(ys[t], len(maps[t])) for t in cfg.tasks} if cfg.class_weights else None
     loss_fn = MultiTaskLoss(cfg.tasks, cfg.loss, {"style": cfg.lambda_style, "emotion": cfg.lambda_emotion}, weights).to(device)
     pretrained = {id(p) for p in net.encoder.pretrained()}
@@ -140,6 +143,11 @@ def fit(
         sample_p = w / w.sum()
     result = FitResult(net)
     best_state, stale, t_total = None, 0, 0.0
+    if net.probe is not None and val is not None and len(val[1]):
+        # Epoch 0 is the probe itself: if no trained epoch beats it on validation, the probe is kept.
+        score, _ = _score(net, val[0], val[1], val[2], cfg, device, maps)
+        if not np.isnan(score):
+            result.best_score, best_state, result.probe_score = score, copy.deepcopy(net.state_dict()), score
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         net.train()
@@ -181,6 +189,50 @@ def fit(
         net.load_state_dict(best_state)
     result.seconds_per_epoch = t_total / max(1, len(result.history))
     return result
+
+
+def pooled_features(feats, max_frames: int | None = None) -> np.ndarray:
+    """Each clip's frame mean (centre crop of max_frames, as the network sees at evaluation)."""
+    out = []
+    for f in feats:
+        if max_frames and len(f) > max_frames:
+            start = (len(f) - max_frames) // 2
+            f = f[start : start + max_frames]
+        out.append(np.asarray(f, dtype=np.float32).mean(0))
+    return np.stack(out)
+
+
+def fit_probe(net: MultiTaskNet, feats, ys: dict[str, np.ndarray], max_frames: int | None = None) -> None:
+    """Set the network's probe to a logistic regression on the pooled training features (standardized,
+    L2, the Whisper-mean + LR baseline's recipe) and zero the heads' output layers, so the untrained
+    network predicts exactly what the probe does. A class absent from training gets a very low bias."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = pooled_features(feats, max_frames)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    z = (x - mu) / sd
+    for task, layer in net.probe.items():
+        y = ys[task]
+        known = y >= 0
+        n_classes = layer.out_features
+        weight = np.zeros((n_classes, x.shape[1]), dtype=np.float64)
+        bias = np.full(n_classes, -30.0)
+        present = np.unique(y[known])
+        if len(present) >= 2:
+            clf = LogisticRegression(max_iter=2000).fit(z[known], y[known])
+            coef, inter = clf.coef_, clf.intercept_
+            if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: logit of the second
+                coef, inter = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], inter])
+            for row, cls in enumerate(clf.classes_):
+                weight[cls], bias[cls] = coef[row] / sd, inter[row] - (coef[row] * mu / sd).sum()
+        elif len(present) == 1:
+            bias[present[0]] = 0.0
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(weight).float())
+            layer.bias.copy_(torch.from_numpy(bias).float())
+            out = net.heads[task][-1]
+            out.weight.zero_()
+            out.bias.zero_()
 
 
 @dataclass
@@ -245,14 +297,17 @@ def needs_vocab(cfg: TrainConfig) -> bool:
     return "lyrics" in cfg.model.encoder and cfg.model.lyrics_encoder in ("textcnn", "transformer")
 
 
-def train_run(dataset: Dataset | str, cfg: TrainConfig | None = None, progress: bool = True, examples: list[Example] | None = None) -> RunResult:
+def train_run(
+    dataset: Dataset | str, cfg: TrainConfig | None = None, progress: bool = True, examples: list[Example] | None = None
+) -> RunResult:
     """Train cfg.seeds networks on one singer-wise split; evaluate each on the held-out test singers."""
     cfg = (cfg or TrainConfig()).validate()
     ds = dataset if isinstance(dataset, Dataset) or dataset is None else Dataset(dataset)
     if ds is not None and ds.version is None:  # one consistent snapshot, even while others write
         ds = Dataset(ds.root, version=ds.versions(), storage_options=ds.storage_options)
-    examples = examples if examples is not None else load_examples(ds, cfg.tasks)
-    maps = label_maps(examples, cfg.tasks, load_label_sets())  # the one vocabulary (settings file [labels])
+    vocabulary = load_label_sets()  # the one vocabulary (settings file [labels])
+    examples = examples if examples is not None else load_examples(ds, cfg.tasks, vocabulary.field_values())
+    maps = label_maps(examples, cfg.tasks, vocabulary)
     by_singer: dict[str, list] = {}
     for e in examples:
         by_singer.setdefault(e.singer, []).append(e.labels.get(cfg.tasks[0]))
@@ -291,10 +346,23 @@ def train_run(dataset: Dataset | str, cfg: TrainConfig | None = None, progress: 
     best_seed = max(fits, key=lambda s: (fits[s][0].best_score, -s))
     best, probs = fits[best_seed]
     return RunResult(
-        config=cfg, split=split, maps=maps, per_seed=per_seed, summary=aggregate(per_seed, cfg.tasks), best=best,
-        best_seed=best_seed, vocab=vocab, audio_dim=audio_dim, feature=feature_name(cfg.model),
-        norm_ref=norm_ref, test_examples=parts["test"], test_probs=probs, feature_stats=stats, histories=histories,
+        config=cfg,
+        split=split,
+        maps=maps,
+        per_seed=per_seed,
+        summary=aggregate(per_seed, cfg.tasks),
+        best=best,
+        best_seed=best_seed,
+        vocab=vocab,
+        audio_dim=audio_dim,
+        feature=feature_name(cfg.model),
+        norm_ref=norm_ref,
+        test_examples=parts["test"],
+        test_probs=probs,
+        feature_stats=stats,
+        histories=histories,
         seconds_per_epoch=float(np.mean([fits[s][0].seconds_per_epoch for s in fits])),
-        test_feats=test_p[0], train_examples=parts["train"],
+        test_feats=test_p[0],
+        train_examples=parts["train"],
         dataset={"uri": ds.root, "versions": ds.version} if ds is not None else {},
     )

@@ -11,10 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.commands._errors import user_errors
+from flows.commands._errors import fail, user_errors
 from pipeline.errors import ConfigError
 
 console = Console()
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _dataset_version(text: str) -> int | dict[str, int]:
@@ -64,9 +65,9 @@ def train(
             cfg = replace(cfg, model=replace(cfg.model, **model_over))
         if tasks:
             cfg = replace(cfg, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()))
-        if epochs:
+        if epochs is not None:
             cfg = replace(cfg, epochs=epochs)
-        if seeds:
+        if seeds is not None:
             cfg = replace(cfg, seeds=tuple(range(seeds)))
         cfg.validate()
         from pipeline.dataset import Dataset
@@ -93,8 +94,13 @@ def predict(
     """Style and emotion with their probabilities, per clip."""
     from model.predict import predict_paths
 
+    rejected: list = []
     with user_errors(FileNotFoundError):
-        rows = predict_paths(model, target, transcript=lyrics)
+        rows = predict_paths(model, target, transcript=lyrics, rejected=rejected)
+    for r in rejected:
+        err.print(f"[yellow]skipped:[/] {r.reason}" if r.path in r.reason else f"[yellow]skipped:[/] {r.path}: {r.reason}")
+    if not rows:
+        fail(f"no file under {target} could be read ({len(rejected)} rejected)")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".json":
@@ -104,7 +110,7 @@ def predict(
                 writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-        console.print(f"{len(rows)} prediction(s) written to {out}")
+        console.print(f"{len(rows)} prediction(s) written to {out}" + (f"; {len(rejected)} file(s) skipped (above)" if rejected else ""))
         return
     table = Table()
     table.add_column("clip")
@@ -114,6 +120,8 @@ def predict(
     for r in rows:
         table.add_row(Path(r["clip_id"]).name, *[f"{r[t]} ({r[t + '_confidence']:.2f})" for t in tasks])
     console.print(table)
+    if rejected:
+        err.print(f"{len(rows)} predicted, {len(rejected)} file(s) skipped (above)")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,8 +12,13 @@ from tests.model.datasets import build_dataset, pick
 # Happy vs sad on RAVDESS singers (per-singer standardization): enough signal for a tiny model to
 # beat a barely trained one on held-out singers, small enough for seconds per run.
 TINY = {
-    "model": {"encoder": "audio", "d_model": 16, "layers": 1, "heads": 2, "dropout": 0.0}, "tasks": ["emotion"], "seeds": [0],
-    "max_frames": 64, "batch_size": 8, "split": [0.5, 0.17, 0.33], "feature_norm": "singer",
+    "model": {"encoder": "audio", "d_model": 16, "layers": 1, "heads": 2, "dropout": 0.0},
+    "tasks": ["emotion"],
+    "seeds": [0],
+    "max_frames": 64,
+    "batch_size": 8,
+    "split": [0.5, 0.17, 0.33],
+    "feature_norm": "singer",
 }
 
 
@@ -23,37 +28,70 @@ def dataset(ravdess, tmp_path_factory):
     return build_dataset(tmp_path_factory.mktemp("retrain") / "dataset", pick(rows, 6, 16), "ravdess_song")
 
 
-def test_promote_only_if_better_and_record_every_decision(dataset, prefect_harness, tmp_path, monkeypatch):
+def test_promote_only_when_the_interval_is_above_zero_tracked_in_mlflow(dataset, prefect_harness, mlflow_server, tmp_path, monkeypatch):
+    """Three nightly runs against a real MLflow server: the first model is champion; a clearly better
+    one is promoted (interval above zero) and named champion; the same recipe again cannot show a
+    difference and is kept. Runs, metrics, artifacts and aliases are read back through MLflow's API."""
+    from mlflow import MlflowClient
+
     from flows.retrain import retrain_flow
+    from model.tracking import EXPERIMENT, REGISTERED_MODEL
 
     monkeypatch.setenv("CANTOLAB_FEATURE_CACHE", str(tmp_path / "features"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("CANTOLAB_TRACKING", "on")
     models = tmp_path / "models"
-    # A barely trained first model: the champion to beat.
-    weak = retrain_flow(dataset.root, str(models), TINY | {"epochs": 1, "lr": 1e-7})
+    # A barely trained first model without the probe path (the probe alone is already a fair model).
+    weak = retrain_flow(dataset.root, str(models), TINY | {"epochs": 1, "lr": 1e-7, "model": TINY["model"] | {"probe": False}})
     assert weak["decision"] == "promote" and weak["reason"] == "no champion yet"
-    assert read_champion(models)["run"] == weak["challenger"]
+    assert weak["promoted_as"].startswith("champion-") and read_champion(models)["run"] == weak["promoted_as"]
+    assert (models / weak["promoted_as"] / "model.safetensors").exists() and not (models / weak["challenger"]).exists()
 
-    trained = retrain_flow(dataset.root, str(models), TINY | {"epochs": 15, "patience": 15, "lr": 3e-3})
+    recipe = TINY | {"epochs": 15, "patience": 15, "lr": 3e-3}
+    trained = retrain_flow(dataset.root, str(models), recipe)
     assert trained["test_singers"] == weak["test_singers"]  # judged on the champion's held-out singers
-    assert trained["champion"] == weak["challenger"]
-    assert trained["challenger_score"] > trained["champion_score"], trained
-    assert trained["decision"] == "promote"
-    assert read_champion(models)["run"] == trained["challenger"]
+    assert trained["champion"] == weak["promoted_as"]
+    assert trained["interval"]["low"] > 0, trained["reason"]
+    assert trained["decision"] == "promote" and read_champion(models)["run"] == trained["promoted_as"]
+    report = (models / trained["promoted_as"] / "report.md").read_text()
+    assert f"**{trained['challenger_score']:.4f}**" in report  # the score compared is the one the report shows
 
-    # The same recipe again, but it must beat the champion by more than is possible: kept.
-    again = retrain_flow(dataset.root, str(models), TINY | {"epochs": 15, "patience": 15, "lr": 3e-3}, min_improvement=1.0)
-    assert again["decision"] == "keep" and again["champion"] == trained["challenger"]
-    assert read_champion(models)["run"] == trained["challenger"]
+    again = retrain_flow(dataset.root, str(models), recipe)  # same recipe, same seed: no difference to find
+    assert again["interval"]["difference"] == 0 and again["interval"]["includes_zero"]
+    assert again["decision"] == "keep" and again["champion"] == trained["promoted_as"]
+    assert read_champion(models)["run"] == trained["promoted_as"]
     assert json.loads((models / again["challenger"] / "decision.json").read_text())["decision"] == "keep"
     log = [json.loads(line) for line in (models / "decisions.jsonl").read_text().splitlines()]
     assert [d["decision"] for d in log] == ["promote", "promote", "keep"]
     # Each decision names the dataset versions both models were scored on.
     assert all(d["dataset"] == {"uri": dataset.root, "versions": dataset.versions()} for d in log)
 
+    c = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    exp = c.get_experiment_by_name(EXPERIMENT)
+    runs = {r.info.run_id: r for r in c.search_runs([exp.experiment_id])}
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs.values())
+    assert {r.data.tags["cantolab.kind"] for r in runs.values()} == {"retrain"}
+    r = runs[trained["mlflow_run_id"]]
+    assert r.data.params["config.lr"] == "0.003" and r.data.params["config.model.encoder"] == "audio"
+    assert r.data.params["dataset"] == str(dataset.root) and any(k.startswith("dataset_version.") for k in r.data.params)
+    assert r.data.metrics["saved_model.score"] == pytest.approx(trained["challenger_score"])
+    assert "test.emotion.accuracy.mean" in r.data.metrics and "test.emotion.accuracy.std" in r.data.metrics
+    assert [m.step for m in c.get_metric_history(r.info.run_id, "test.emotion.macro_f1")] == [0]  # per seed (seeds [0])
+    assert len(c.get_metric_history(r.info.run_id, "seed0.train_loss")) >= 2  # the training curve
+    assert r.data.tags["cantolab.decision"] == "promote"
+    arts = {a.path for a in c.list_artifacts(r.info.run_id, "model")}
+    assert {"model/model.safetensors", "model/report.md", "model/metrics.json", "model/plots"} <= arts
+    assert {a.path for a in c.list_artifacts(r.info.run_id)} >= {"decision.json", "dataset_versions.json"}
+    local = c.download_artifacts(r.info.run_id, "model/report.md", str(tmp_path / "dl"))
+    assert "Saved model" in open(local).read()
+    assert c.get_model_version_by_alias(REGISTERED_MODEL, "champion").version == trained["model_version"]
+    assert c.get_model_version_by_alias(REGISTERED_MODEL, "challenger").version == again["model_version"]
+    assert runs[again["mlflow_run_id"]].data.tags["cantolab.decision"] == "keep"
+
 
 def test_serve_schedules_the_retrain_flow():
-    from flows.serve import SCHEDULED, find_flow
     from flows.retrain import retrain_flow
+    from flows.serve import SCHEDULED, find_flow
 
     spec = next(s for s in SCHEDULED if s.name == "retrain")
     assert find_flow(spec) is retrain_flow

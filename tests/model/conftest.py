@@ -26,7 +26,9 @@ def feature_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gt_small(gtsinger, tmp_path_factory):
     """6 GTSinger singers (both styles), 4 clips each; reference lyrics stand in for transcripts."""
-    return build_dataset(tmp_path_factory.mktemp("gt-small") / "dataset", pick(gtsinger, 6, 4, by="style"), "gtsinger", with_transcript=True)
+    return build_dataset(
+        tmp_path_factory.mktemp("gt-small") / "dataset", pick(gtsinger, 6, 4, by="style"), "gtsinger", with_transcript=True
+    )
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +64,16 @@ def tiny_checkpoints(tmp_path_factory):
         tok.save_pretrained(root / name)
         out[name] = str(root / name)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracking_off():
+    """MLflow tracking is tested in test_tracking.py and tests/flows/test_retrain.py; elsewhere a fresh
+    local store per models folder would only add seconds to every run."""
+    old = os.environ.get("CANTOLAB_TRACKING")
+    os.environ["CANTOLAB_TRACKING"] = "off"
+    yield
+    if old is None:
+        os.environ.pop("CANTOLAB_TRACKING", None)
+    else:
+        os.environ["CANTOLAB_TRACKING"] = old
