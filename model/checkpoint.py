@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from model.config import TrainConfig
@@ -100,7 +101,10 @@ def load_run(path: str | Path, device: str = "cpu") -> LoadedModel:
     maps = labels["classes"]
     vocab = Vocab(labels["vocab"][3:]) if labels.get("vocab") else None
     net = MultiTaskNet(cfg.model, {t: len(c) for t, c in maps.items()}, meta.get("audio_dim"), vocab, cfg.max_tokens)
-    tensors = load_file(str(path / WEIGHTS))
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+    except SafetensorError as exc:  # a truncated or corrupt file: name it, like any other bad run folder
+        raise CheckpointError(f"{path / WEIGHTS} cannot be read: {exc}") from exc
     norm_ref = None
     if "feature_norm.mean" in tensors:
         norm_ref = (tensors.pop("feature_norm.mean").numpy(), tensors.pop("feature_norm.std").numpy())
