@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from model.config import ConfigError, TrainConfig
@@ -124,7 +125,7 @@ def load_run(path: str | Path, device: str = "cpu") -> LoadedModel:
     net = MultiTaskNet(cfg.model, {t: len(c) for t, c in maps.items()}, meta.get("audio_dim"), vocab, cfg.max_tokens)
     try:
         tensors = load_file(str(path / WEIGHTS))
-    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) on truncated or random bytes
+    except (SafetensorError, OSError, ValueError) as exc:  # truncated or random bytes
         raise CheckpointError(
             f"{path / WEIGHTS}: not a readable safetensors file ({exc}); the run folder is damaged — retrain or restore it"
         ) from exc

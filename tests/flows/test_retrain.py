@@ -95,3 +95,64 @@ def test_serve_schedules_the_retrain_flow():
 
     spec = next(s for s in SCHEDULED if s.name == "retrain")
     assert find_flow(spec) is retrain_flow
+
+
+@pytest.fixture(scope="module")
+def champion(dataset, prefect_harness, tmp_path_factory):
+    """A models folder whose champion is a trained run, and the examples it was tested on."""
+    from flows.retrain import retrain_flow
+    from model.data import load_examples
+
+    models = tmp_path_factory.mktemp("champion") / "models"
+    first = retrain_flow(dataset.root, str(models), TINY | {"epochs": 8, "patience": 8, "lr": 3e-3})
+    assert first["decision"] == "promote"
+    test = [e for e in load_examples(dataset) if e.singer in set(first["test_singers"])]
+    assert test and len(test) == first["n_test_clips"]
+    return models, first, test
+
+
+def test_equal_scores_keep_the_champion(champion, tmp_path):
+    """Promotion needs a strictly better score: a challenger that scores the same (here the
+    champion's own weights under another name) is kept out, with min_improvement at its default 0."""
+    import shutil
+
+    from model.champion import decide
+
+    src, first, test = champion
+    models = tmp_path / "models"
+    shutil.copytree(src, models)
+    twin = models / "challenger-twin"
+    shutil.copytree(models / first["challenger"], twin)
+    (twin / "decision.json").unlink()
+    d = decide(models, twin, test)
+    assert d.challenger_score == d.champion_score == pytest.approx(first["challenger_score"])
+    assert d.decision == "keep" and "<=" in d.reason, d
+    assert read_champion(models)["run"] == first["challenger"]
+    assert json.loads((twin / "decision.json").read_text())["decision"] == "keep"
+
+
+@pytest.mark.parametrize("damage", ["weights deleted", "weights truncated", "folder gone"])
+def test_an_unloadable_champion_is_replaced_and_the_reason_recorded(champion, dataset, tmp_path, monkeypatch, damage):
+    """A champion that cannot be loaded cannot be compared or served: the challenger is promoted and
+    the decision says why (the run does not crash every night until someone repairs the folder)."""
+    import shutil
+
+    from flows.retrain import retrain_flow
+
+    monkeypatch.setenv("CANTOLAB_FEATURE_CACHE", str(tmp_path / "features"))
+    src, first, _ = champion
+    models = tmp_path / "models"
+    shutil.copytree(src, models)
+    weights = models / first["challenger"] / "model.safetensors"
+    if damage == "weights deleted":
+        weights.unlink()
+    elif damage == "weights truncated":
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:
+        shutil.rmtree(weights.parent)
+    d = retrain_flow(dataset.root, str(models), TINY | {"epochs": 1})
+    assert d["decision"] == "promote" and d["champion"] == first["challenger"], d
+    assert d["reason"].startswith("champion cannot be evaluated") and d["champion_score"] is None
+    assert read_champion(models)["run"] == d["challenger"]
+    log = [json.loads(line) for line in (models / "decisions.jsonl").read_text().splitlines()]
+    assert [x["decision"] for x in log] == ["promote", "promote"] and log[-1]["reason"] == d["reason"]

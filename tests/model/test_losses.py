@@ -41,3 +41,17 @@ def test_lambda_weights_and_uncertainty_weighting():
 def test_inverse_frequency_favours_the_rare_class():
     w = inverse_frequency(torch.tensor([0, 0, 0, 1, -1]), 2)
     assert w[1] > w[0] and torch.isclose(w.mean(), torch.tensor(1.0))
+
+
+def test_class_weights_scale_each_clip_by_its_class():
+    """Weighted cross-entropy: Σ w_y·CE / Σ w_y, so a rare class's errors count more than a common one's."""
+    torch.manual_seed(1)
+    logits = {"emotion": torch.randn(8, 2)}
+    y = torch.tensor([0, 0, 0, 0, 0, 0, 1, -1])
+    w = inverse_frequency(y, 2)
+    assert torch.allclose(w, torch.tensor([2 / 7, 12 / 7]))  # counts 6 and 1, mean 1
+    weighted, _ = MultiTaskLoss(("emotion",), class_weights={"emotion": w})(logits, {"emotion": y})
+    plain, _ = MultiTaskLoss(("emotion",))(logits, {"emotion": y})
+    ce = F.cross_entropy(logits["emotion"][:7], y[:7], reduction="none")
+    assert torch.allclose(weighted, (w[y[:7]] * ce).sum() / w[y[:7]].sum())
+    assert torch.allclose(plain, ce.mean()) and not torch.allclose(weighted, plain)

@@ -160,15 +160,34 @@ def test_cli_train_writes_a_run(gt_small, tmp_path):
     assert bad.exit_code == 2 and "model.variant='nonsense'" in bad.output
 
 
-def test_imbalance_options_and_uncertainty_loss_train(gt_small):
-    """Class weights, minority oversampling and learned uncertainty weighting all run to a finite loss."""
+def test_uncertainty_loss_trains_on_real_clips(gt_small):
     examples = load_examples(gt_small)
-    cfg = tiny_config(epochs=3, class_weights=True, oversample=True, loss="uncertainty")
+    cfg = tiny_config(epochs=3, loss="uncertainty")
     maps = label_maps(examples, cfg.tasks)
     ys = encode_labels(examples, maps)
     feats, _ = normalize_features(clip_features(examples), [], "global")
     result = fit(cfg, 0, maps, (feats, [""] * len(examples), ys), None, feats[0].shape[1], None)
     assert len(result.history) == 3 and all(np.isfinite(h["train_loss"]) for h in result.history)
+
+
+@pytest.mark.parametrize("option", ["class_weights", "oversample"])
+def test_imbalance_options_lift_the_minority_class(option):
+    """90 % happy, 10 % sad, and inputs that say nothing (every clip the same): a plain fit learns
+    the prior (p(sad) ≈ 0.1); class weights or minority oversampling balance it (p(sad) → 0.5).
+    Measured over seeds 0–3: plain 0.07–0.11, class weights 0.41–0.42, oversampling 0.38–0.58."""
+    rng = np.random.default_rng(0)
+    clip = rng.standard_normal((24, 8)).astype(np.float32)
+    n, maps = 120, {"emotion": ["happy", "sad"]}
+    ys = {"emotion": np.array([0] * 108 + [1] * 12)}
+
+    def p_sad(**over):
+        cfg = tiny_config(epochs=10, patience=10, tasks=("emotion",), max_frames=24, batch_size=16, **over)
+        result = fit(cfg, 0, maps, ([clip] * n, [""] * n, ys), None, 8, None)
+        return float(predict_proba(result.net, [clip], [""], cfg.max_frames, "cpu")["emotion"][0, 1])
+
+    plain, balanced = p_sad(), p_sad(**{option: True})
+    assert plain < 0.2, plain
+    assert balanced > 0.3 and balanced > plain + 0.15, (plain, balanced)
 
 
 def test_predict_clips_gives_probabilities_per_dataset_clip(saved, gt_small):

@@ -13,9 +13,7 @@ from pipeline.preprocess import db, normalize, preprocess, remove_dc, resample, 
 from pipeline.synth import SungNote, sung_note
 
 signals = st.builds(
-    lambda f0, amp, dc, breath, seed: sung_note(
-        SungNote(f0_hz=f0, seconds=0.25, amplitude=amp, dc_offset=dc, breath=breath), seed=seed
-    ),
+    lambda f0, amp, dc, breath, seed: sung_note(SungNote(f0_hz=f0, seconds=0.25, amplitude=amp, dc_offset=dc, breath=breath), seed=seed),
     f0=st.floats(80, 1000),
     amp=st.floats(0.01, 0.9),
     dc=st.floats(-0.09, 0.09),
@@ -41,12 +39,35 @@ def test_peak_normalization_hits_the_target_and_is_a_pure_gain(x, target):
     np.testing.assert_allclose(y, x * 10 ** (gain_db / 20), rtol=1e-12)
 
 
+def _check_rms(x, target):
+    """On target unless that would clip; then held at the peak ceiling, below the target, never above."""
+    cfg = PreprocessConfig(target_rms_dbfs=target)
+    y, gain_db = normalize(x, "rms", cfg=cfg)
+    np.testing.assert_allclose(y, x * 10 ** (gain_db / 20), rtol=1e-12)  # a pure gain
+    peak_out = db(np.abs(y).max())
+    assert peak_out <= cfg.peak_ceiling_dbfs + 1e-9
+    if peak_out < cfg.peak_ceiling_dbfs - 1e-6:
+        assert db(rms(y)) == pytest.approx(target, abs=1e-6)
+        return "on target"
+    assert db(rms(y)) < target
+    return "held at the ceiling"
+
+
 @settings(max_examples=30, deadline=None)
 @given(x=signals, target=st.floats(-40.0, -18.0))
-def test_rms_normalization_never_clips(x, target):
-    y, _ = normalize(x, "rms", cfg=PreprocessConfig(target_rms_dbfs=target))
-    assert np.abs(y).max() <= 10 ** (-0.1 / 20) + 1e-12
-    assert db(rms(y)) <= target + 1e-9
+def test_rms_normalization_hits_the_target_unless_it_would_clip(x, target):
+    _check_rms(x, target)
+
+
+def test_rms_normalization_both_ways():
+    """A quiet note is raised to the target, a loud one lowered to it, a spiky one stops at the ceiling."""
+    quiet = sung_note(SungNote(seconds=1.0, amplitude=0.01))
+    loud = sung_note(SungNote(seconds=1.0, amplitude=0.9))
+    assert _check_rms(quiet, -20.0) == "on target" and normalize(quiet, "rms", cfg=PreprocessConfig(target_rms_dbfs=-20.0))[1] > 0
+    assert _check_rms(loud, -20.0) == "on target" and normalize(loud, "rms", cfg=PreprocessConfig(target_rms_dbfs=-20.0))[1] < 0
+    spiky = quiet.copy()
+    spiky[100] = 0.5  # crest factor far above 20 dB: the target would clip
+    assert _check_rms(spiky, -12.0) == "held at the ceiling"
 
 
 def test_lufs_normalization_reaches_target_loudness():
@@ -75,7 +96,7 @@ def test_processed_real_clip_is_input_up_to_offset_and_gain(gtsinger):
     gain = 10 ** (out.stats["gain_db"] / 20)
     reconstructed = out.samples.astype(np.float64) / gain + out.stats["dc_offset"]
     residual = reconstructed - clip.samples.astype(np.float64)
-    assert np.max(np.abs(residual)) < 2 ** -23 / min(gain, 1.0) * 4
+    assert np.max(np.abs(residual)) < 2**-23 / min(gain, 1.0) * 4
     assert out.stats["peak_dbfs_out"] == pytest.approx(-1.0, abs=1e-3)
     # The residual carries no signal: its correlation with the input is nil.
     assert abs(np.corrcoef(residual, clip.samples)[0, 1]) < 0.05

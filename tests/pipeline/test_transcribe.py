@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from pipeline.records import prepare_take
-from pipeline.transcribe import TranscribeOptions, load_transcriber, transcribe
+from pipeline.transcribe import Segment, TranscribeOptions, load_transcriber, transcribe
+from pipeline.transcribe.hallucination import HallucinationRules, review, voiced_seconds
 from pipeline.transcribe.quality import corpus_rates, normalize_text
+from pipeline.transcribe.types import Transcription
 
 # English GTSinger phrases, four different songs and techniques (shortest clips, 7.6–8.7 s).
 EN_CLIPS = (
@@ -74,9 +76,30 @@ def test_no_voice_gives_no_transcript(model):
         "chord": 0.2 * sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330)),
     }
     for name, x in signals.items():
-        result = transcribe(x.astype(np.float32), model, "faster-whisper", TranscribeOptions())
+        audio = x.astype(np.float32)
+        assert voiced_seconds(audio) < HallucinationRules().min_voice_seconds, name  # the voice gate sees none
+        result = transcribe(audio, model, "faster-whisper", TranscribeOptions())
         assert result.text == "", (name, [(s.text, s.hallucination_reasons) for s in result.segments])
-        assert all(s.suspected_hallucination for s in result.segments)  # anything emitted is kept, flagged
+        if result.segments:  # anything emitted is kept, flagged as written over no voice
+            assert all("no_voice" in s.hallucination_reasons for s in result.segments), (name, result.segments)
+
+
+def _lyric() -> Segment:
+    """A segment that passes every per-segment rule: only the whole-take voice gate can flag it."""
+    return Segment(0.0, 5.0, "oh my love we are holding on forever", avg_logprob=-0.3, no_speech_prob=0.1, compression_ratio=1.2)
+
+
+def test_voice_gate_flags_lyrics_written_over_a_tone_but_not_over_singing(en_clips):
+    """Real Silero VAD on a tone and on a real sung clip, with the same plausible lyric line."""
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(8 * 16_000) / 16_000)).astype(np.float32)
+    over_tone = review(Transcription([_lyric()], "en", None, 8.0, "test", "none"), tone)
+    assert over_tone.voiced_seconds == 0.0
+    assert over_tone.segments[0].hallucination_reasons == ["no_voice"] and over_tone.segments[0].suspected_hallucination
+    assert over_tone.text == "" and over_tone.suspected_hallucinations == 1
+    sung = en_clips[0][0].whisper_input
+    over_voice = review(Transcription([_lyric()], "en", None, 8.0, "test", "none"), sung)
+    assert over_voice.voiced_seconds >= 0.5
+    assert over_voice.segments[0].hallucination_reasons == [] and over_voice.text == _lyric().text
 
 
 def test_encoder_frames_are_the_encoder_output_of_the_decoded_window(en_clips):
