@@ -62,7 +62,7 @@ def test_dataset_history_lists_versions_and_row_changes(tmp_dataset):
 
 def test_old_layout_is_refused_with_how_to_convert_then_migrated(tmp_path):
     out = subprocess.run([*CLI, "dataset", "info", str(LEGACY)], capture_output=True, text=True)
-    assert out.returncode == 2 and "old Parquet-parts layout" in out.stdout and "cantolab dataset migrate" in out.stdout
+    assert out.returncode == 2 and "old Parquet-parts layout" in out.stderr and "cantolab dataset migrate" in out.stderr
     new = tmp_path / "delta"
     out = subprocess.run([*CLI, "dataset", "migrate", str(LEGACY), str(new)], capture_output=True, text=True)
     assert out.returncode == 0 and "every row preserved" in out.stdout, out.stdout + out.stderr
@@ -72,4 +72,4 @@ def test_old_layout_is_refused_with_how_to_convert_then_migrated(tmp_path):
 
 def test_rejects_on_a_missing_folder_is_an_error(tmp_path):
     out = subprocess.run([*CLI, "dataset", "rejects", str(tmp_path / "nope")], capture_output=True, text=True)
-    assert out.returncode == 2 and "no dataset at" in out.stdout
+    assert out.returncode == 2 and "no dataset at" in out.stderr
