@@ -21,6 +21,8 @@ from pathlib import Path
 
 import requests
 
+from pipeline.fsio import atomic_write_text
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO_ROOT / ".venv-labelstudio"
 DEFAULT_HOME = Path(os.environ.get("CANTOLAB_LS_HOME") or Path.home() / ".local" / "share" / "cantolab" / "labelstudio")
@@ -133,9 +135,7 @@ class LocalServer:
         else:
             self.home.mkdir(parents=True, exist_ok=True)
             data = {"token": secrets.token_hex(20), "password": secrets.token_urlsafe(18)}
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh)
+            atomic_write_text(path, json.dumps(data), perms=0o600)
         return data["token"], data["password"]
 
     def start(self, wait_s: float = 240.0) -> int:
@@ -159,7 +159,7 @@ class LocalServer:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stop() ends it and its children, nothing else
         )
-        self.state_file.write_text(json.dumps({"pid": proc.pid, "port": self.port, "url": self.url}))
+        atomic_write_text(self.state_file, json.dumps({"pid": proc.pid, "port": self.port, "url": self.url}))
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:

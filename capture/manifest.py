@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from capture import __version__ as CAPTURE_VERSION
 from pipeline import __version__ as PIPELINE_VERSION
 from pipeline.errors import ConfigError
+from pipeline.fsio import atomic_write_text
 
 STATUS_RECORDING = "recording"
 STATUS_COMPLETE = "complete"
@@ -85,18 +85,7 @@ def manifest_path(wav_path: Path) -> Path:
 
 
 def write_manifest(path: Path, manifest: TakeManifest) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), 0o644)
-            json.dump(manifest.to_dict(), fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n", perms=0o644)
 
 
 def read_manifest(path: Path) -> TakeManifest:

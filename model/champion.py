@@ -8,7 +8,6 @@ the challenger's folder as decision.json.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from model.data import Example, encode_labels
 from model.evaluate import task_metrics
 from model.predict import predict_examples
 from pipeline.errors import InputError
+from pipeline.fsio import atomic_write_text
 
 CHAMPION, DECISIONS = "champion.json", "decisions.jsonl"
 
@@ -46,9 +46,7 @@ def read_champion(models_dir: str | Path) -> dict | None:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=str))
 
 
 def score_run(run_dir: str | Path, examples: list[Example]) -> tuple[float, dict]:

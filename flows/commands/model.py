@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.commands._errors import user_errors
+from pipeline.fsio import atomic_write_text, atomic_writer
 
 console = Console()
 
@@ -71,11 +72,10 @@ def predict(
     with user_errors(FileNotFoundError):
         rows = predict_paths(model, target, transcript=lyrics)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".json":
-            out.write_text(json.dumps(rows, indent=2))
+            atomic_write_text(out, json.dumps(rows, indent=2))
         else:
-            with open(out, "w", newline="") as fh:
+            with atomic_writer(out, "w", encoding="utf-8") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from pipeline.dataset.schemas import KEYS, READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, VOLATILE
 from pipeline.errors import InputError
+from pipeline.fsio import atomic_writer
 
 HASH_COLUMN = "_row_hash"
 _PART = re.compile(r"^part-(\d{10})-[0-9a-f]{8}\.parquet$")
@@ -164,9 +165,9 @@ class Dataset:
         tmp = path.rsplit("/", 1)[0] + f"/.tmp-{uuid.uuid4().hex}.parquet"
         try:
             if self._local:
-                pq.write_table(table, tmp, compression="zstd")
-                os.replace(tmp, path)
-            else:
+                with atomic_writer(path, "wb") as fh:
+                    pq.write_table(table, fh, compression="zstd")
+            else:  # object storage: write beside, then move (no rename there, but readers list finished parts only)
                 with self.fs.open(tmp, "wb") as fh:
                     pq.write_table(table, fh, compression="zstd")
                 self.fs.mv(tmp, path)
