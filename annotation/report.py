@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from annotation.agreement import FieldAgreement, cooccurrence, field_agreement, low_agreement  # noqa: E402
 from annotation.resolve import FIELDS, first_round_pairs  # noqa: E402
 from pipeline.dataset import Dataset  # noqa: E402
+from pipeline.fsio import atomic_write_text, atomic_writer  # noqa: E402
 from pipeline.vocabulary import LabelSets  # noqa: E402
 
 
@@ -83,7 +84,8 @@ def _heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str, path: P
             ax.text(j, i, "–" if math.isnan(v) else format(v, fmt), ha="center", va="center", color="white" if top and v > top / 2 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_writer(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -138,6 +140,6 @@ def write_report(rep: AgreementReport, out_dir: Path, title: str = "Annotation a
     else:
         md.append("None: every pair agreed on both fields.")
     path = out_dir / "agreement.md"
-    path.write_text("\n".join(md) + "\n")
-    (out_dir / "agreement.json").write_text(json.dumps(rep.as_dict(), indent=2, default=str))
+    atomic_write_text(path, "\n".join(md) + "\n")
+    atomic_write_text(out_dir / "agreement.json", json.dumps(rep.as_dict(), indent=2, default=str))
     return path

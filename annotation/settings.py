@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+from pipeline.fsio import atomic_write_text
 from pipeline.settings import read_table, settings_path
 from pipeline.vocabulary import LabelSets, load_label_sets
 
@@ -112,11 +113,7 @@ def write_secrets(update: dict, path: Path | None = None) -> Path:
             data.setdefault(key, {}).update(value)
         else:
             data[key] = value
-    tmp = p.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, p)
+    atomic_write_text(p, json.dumps(data, indent=2), perms=0o600)
     return p
 
 

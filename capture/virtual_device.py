@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.fsio import atomic_write_text
+
 DEVICE_NAME = "cantolab_virtual_interface"
 
 
@@ -57,7 +59,7 @@ def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, c
 
 def write_alsa_config(folder: Path, infile: Path, *, paced: bool = False, convert: bool = True) -> Path:
     path = Path(folder) / ("asound-paced.conf" if paced else "asound.conf")
-    path.write_text(alsa_config(Path(infile).resolve(), paced=paced, convert=convert))
+    atomic_write_text(path, alsa_config(Path(infile).resolve(), paced=paced, convert=convert))
     return path
 
 

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.data import SETS, label_sets_for, read_labels, shared_data_dir
 from pipeline.dataset import Dataset
-from pipeline.fsio import atomic_write_text
+from pipeline.fsio import atomic_write_text, atomic_writer
 from pipeline.settings import SETTINGS_ENV
 from pipeline.synth import synth_session
 from pipeline.vocabulary import LabelSets, load_label_sets
@@ -74,7 +74,7 @@ def step_ingest(dataset_root: Path) -> Dataset:
     import_csv = dataset_root.parent / "import.csv"
     import_csv.parent.mkdir(parents=True, exist_ok=True)
     fields = ["path", "session", "singer", "song", "language", "style", "emotion"]
-    with open(import_csv, "w", newline="") as fh:
+    with atomic_writer(import_csv, "w", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for r in rows:

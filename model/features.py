@@ -20,6 +20,7 @@ import numpy as np
 from model.data import Example
 from pipeline.audio import decode_audio_bytes
 from pipeline.errors import ConfigError
+from pipeline.fsio import atomic_writer
 from pipeline.preprocess import to_whisper_input
 
 FRAMES_PER_SECOND = 25
@@ -174,9 +175,8 @@ def clip_features(
                 feats = compute(audio)
             else:
                 raise ConfigError(f"unknown audio feature encoder {encoder!r}")
-            tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
-            np.save(tmp, feats)
-            os.replace(tmp, path)
+            with atomic_writer(path, "wb") as fh:
+                np.save(fh, feats)
             out.append(feats)
             stats.computed += 1
             stats.seconds += time.perf_counter() - t0

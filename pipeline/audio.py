@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import soundfile as sf
 
 from pipeline.config import AudioConfig
 from pipeline.errors import ConfigError, InputError
+from pipeline.fsio import atomic_writer
 
 _INT_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 
@@ -254,18 +254,11 @@ def write_audio(
     subtype: str = "PCM_24",
     format: str | None = None,
 ) -> Path:
-    """Write atomically (temporary file, then rename): a crash never leaves half a file behind."""
+    """Write atomically (pipeline.fsio): a crash never leaves half a file behind."""
     path = Path(path)
     fmt = _format_for(path, format)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate, subtype=subtype, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, "wb") as fh:
+        sf.write(fh, np.asarray(samples, dtype=np.float32), sample_rate, subtype=subtype, format=fmt)
     return path
 
 
