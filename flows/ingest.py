@@ -97,15 +97,14 @@ def _cache_key(context, parameters) -> str:
     tags=["whisper"],
     persist_result=True,
 )
-def ingest_take(source: dict, sha256: str, dataset: str, settings: dict, fingerprint: str, model_identity: str, concurrency: int) -> dict:
+def ingest_take(source: dict, sha256: str, dataset: str, settings: IngestSettings, fingerprint: str, model_identity: str, concurrency: int) -> dict:
     """One take end to end; bad input (InputError) becomes a reject, returned, not raised: nothing to retry.
 
     A ConfigError is raised: the flow stops, since every other take would fail the same way."""
     src = TakeSource(**source)
-    cfg = IngestSettings.from_dict(settings)
     ds = Dataset(dataset)
     try:
-        rows = process_take(src, sha256, cfg, gate=transcription_gate(concurrency))
+        rows = process_take(src, sha256, settings, gate=transcription_gate(concurrency))
     except InputError as exc:
         reason = exc.problem if isinstance(exc, AudioError) else str(exc)
         add_reject(ds, "ingest", src.path, reason, details=f"{type(exc).__name__}; origin {src.origin}")
@@ -168,7 +167,7 @@ def ingest_flow(
     transcribe_concurrency: int = 1,
 ) -> dict:
     logger = get_run_logger()
-    cfg = IngestSettings.from_dict(settings)
+    cfg = IngestSettings.from_dict(settings)  # validated once here; tasks get the typed settings
     ds = Dataset(dataset)
     identity = model_identity(cfg)  # a missing model fails here, once, with how to provide it
     sources, problems = discover_takes(recordings, import_csv, cfg)
@@ -189,7 +188,7 @@ def ingest_flow(
             continue
         # A take missing from the dataset is redone even when the cache says it was finished.
         runner = _cached_task(ds, refresh=take_id_of(src, sha) not in done_takes)
-        fut = runner.submit(_source_dict(src), sha, dataset, cfg.to_dict(), fingerprint, identity, transcribe_concurrency)
+        fut = runner.submit(_source_dict(src), sha, dataset, cfg, fingerprint, identity, transcribe_concurrency)
         futures[fut] = src
     for fut in as_completed(list(futures)):
         src = futures[fut]

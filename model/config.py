@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline import errors
+from pipeline.settings import validate
 
 TASKS = ("style", "emotion")
 ENCODERS = ("audio", "lyrics", "audio+lyrics")
@@ -16,8 +17,8 @@ VARIANTS = ("shared", "concat", "oneway", "coattn")
 FEATURE_NORMS = ("global", "singer", "clip", "none")
 
 
-class ConfigError(errors.ConfigError):
-    """A configuration value that cannot work; the message names the field and the choices."""
+# The one ConfigError (pipeline.errors), named here too for the model's callers.
+ConfigError = errors.ConfigError
 
 
 @dataclass
@@ -103,17 +104,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "TrainConfig":
-        data = dict(data or {})
-        model = data.pop("model", {}) or {}
-        known_m = {f.name for f in fields(ModelConfig)}
-        known_t = {f.name for f in fields(cls)}
-        unknown = [f"model.{k}" for k in model if k not in known_m] + [k for k in data if k not in known_t]
-        if unknown:
-            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
-        for key in ("tasks", "seeds", "split", "test_singers"):
-            if key in data and data[key] is not None:
-                data[key] = tuple(data[key])
-        return cls(model=ModelConfig(**model), **data).validate()
+        """Types, nesting, list→tuple and unknown keys by pipeline.settings (pydantic); the choices and
+        cross-field rules by `validate`. Errors name the field (`model.lr: Input should be a valid number`)."""
+        return validate(cls, data).validate()
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
