@@ -124,10 +124,10 @@ def _cache_key(context, parameters) -> str:
     persist_result=True,
 )
 def ingest_take(
-    source: dict, sha256: str, dataset: str, settings: dict, fingerprint: str, model_identity: str, concurrency: int,
+    source: dict, sha256: str, dataset: str, settings: IngestSettings, fingerprint: str, model_identity: str, concurrency: int,
     known: bool = True, run_started: float = 0.0, manifest: dict | None = None,
 ) -> dict:  # fmt: skip
-    """One take end to end; bad input becomes a reject (returned, not raised: nothing to retry).
+    """One take end to end; bad input (InputError) becomes a reject (returned, not raised: nothing to retry).
 
     `manifest`: the source's manifest merged with what the dataset already knew of the take (its
     take id, metadata a re-ingest must not erase); the cache stays keyed on the source as found.
@@ -137,7 +137,6 @@ def ingest_take(
     src = TakeSource(**source)
     if manifest is not None:
         src = replace(src, manifest=manifest)
-    cfg = IngestSettings.from_dict(settings)
     ds = Dataset(dataset)
     take_id = take_id_of(src, sha256)
     with _leases(ds).hold(take_id) as lease:
@@ -154,7 +153,7 @@ def ingest_take(
         if STOPPING.is_set():
             raise RunStopping("the run is stopping")
         try:
-            rows = process_take(src, sha256, cfg, gate=_gate(concurrency))
+            rows = process_take(src, sha256, settings, gate=_gate(concurrency))
         except InputError as exc:
             reason = exc.problem if isinstance(exc, AudioError) else str(exc)
             return {"status": "rejected", "source": src.path, "reason": reason, "details": f"{type(exc).__name__}; origin {src.origin}"}
@@ -232,7 +231,7 @@ def ingest_flow(
     logger = get_run_logger()
     started = time.time()
     STOPPING.clear()
-    cfg = IngestSettings.from_dict(settings)
+    cfg = IngestSettings.from_dict(settings)  # validated once here; tasks get the typed settings
     ds = Dataset(dataset)
     identity = model_identity(cfg)  # a missing model fails here, once, with how to provide it
     sources, problems = discover_takes(recordings, import_csv, cfg)
@@ -299,7 +298,7 @@ def ingest_flow(
             known = planned.take_id in by_id
             # A take missing from the dataset is redone even when the cache says it was finished.
             runner = _cached_task(ds, refresh=not known)
-            fut = runner.submit(_source_dict(planned.source), sha, dataset, cfg.to_dict(), fingerprint, identity,
+            fut = runner.submit(_source_dict(planned.source), sha, dataset, cfg, fingerprint, identity,
                                 transcribe_concurrency, known, started, planned.manifest)  # fmt: skip
             pending[fut] = planned
             while len(pending) >= limit:

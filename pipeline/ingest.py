@@ -15,6 +15,7 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from pipeline.audio import sha256_file
 from pipeline.config import AudioConfig, PreprocessConfig
@@ -24,6 +25,7 @@ from pipeline.ids import take_id_for_content
 from pipeline.manifest import CAPTURE_MEASURED, TakeStatus, contract_fields, ingest_fields, manifest_path, read_manifest
 from pipeline.records import parse_time, prepare_take, take_record
 from pipeline.segment import ClipConfig, clip_rows
+from pipeline.settings import validate
 from pipeline.transcribe import PRODUCTION_DEFAULT, TranscribeOptions, check_options, load_transcriber, resolve_backend, review
 from pipeline.transcribe.hallucination import HallucinationRules
 from pipeline.vocabulary import LabelSets, normalize_label
@@ -38,7 +40,7 @@ class IngestSettings:
     """Everything that changes the rows a take produces (and so its cache key)."""
 
     model: str = PRODUCTION_DEFAULT
-    backend: str = "auto"  # faster-whisper when its model is available, else openai-whisper
+    backend: Literal["auto", "faster-whisper", "openai-whisper"] = "auto"  # auto: faster-whisper when its model is available
     compute_type: str = "int8"  # faster-whisper on CPU
     threads: int = 0  # 0: all cores
     # "manifest": the take's language when its manifest/CSV gives one, else detect; "auto"; or a code.
@@ -51,27 +53,9 @@ class IngestSettings:
     labels: LabelSets = LabelSets()  # the `[labels]` of the settings file; imported labels must be one of these
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> IngestSettings:
-        data = dict(data or {})
-        nested = {
-            "transcribe": TranscribeOptions,
-            "hallucination": HallucinationRules,
-            "clips": ClipConfig,
-            "audio": AudioConfig,
-            "preprocess": PreprocessConfig,
-        }
-        for key, kind in nested.items():
-            if isinstance(data.get(key), dict):
-                value = dict(data[key])
-                if key == "transcribe" and "temperature" in value:
-                    value["temperature"] = tuple(value["temperature"])
-                data[key] = kind(**value)
-        if isinstance(data.get("labels"), dict):
-            data["labels"] = LabelSets(**{k: tuple(v) for k, v in data["labels"].items()})
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown ingest settings: {', '.join(sorted(unknown))}")
-        return cls(**data)
+    def from_dict(cls, data: dict | IngestSettings | None) -> IngestSettings:
+        """Validated (pipeline.settings): unknown keys, wrong types and bad choices are a ConfigError naming the field."""
+        return validate(cls, data)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=list))
