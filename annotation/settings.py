@@ -123,10 +123,3 @@ def service_token(path: Path | None = None) -> str:
             "(`cantolab annotate server start` writes it for a local server)"
         )
     return token
-
-
-def user_token(email: str, path: Path | None = None) -> str:
-    tokens = read_secrets(path).get("user_tokens", {})
-    if email not in tokens:
-        raise SettingsError(f"no token for {email} in {path or secrets_path()} (run `cantolab annotate setup`)")
-    return tokens[email]

@@ -15,22 +15,19 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.futures import as_completed
 
-from pipeline.audio import AudioError
+from pipeline.audio import AudioError, sha256_file
 from pipeline.dataset import Dataset, add_reject
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import (
     IngestSettings,
-    SourceProblem,
     TakeSource,
     check_settings,
     discover_takes,
-    file_sha256,
     process_take,
     take_id_of,
     write_take,
@@ -151,8 +148,8 @@ def _source_dict(src: TakeSource) -> dict:
 
 def _cached_task(dataset: Dataset, refresh: bool):
     options = {"cache_policy": CacheKeyFnPolicy(cache_key_fn=_cache_key), "refresh_cache": refresh}
-    if dataset._local:
-        cache = Path(dataset._base) / ".ingest-cache"
+    if dataset.local_path is not None:
+        cache = dataset.local_path / ".ingest-cache"
         options["cache_policy"] = options["cache_policy"].configure(key_storage=str(cache / "keys"))
         options["result_storage"] = cache / "results"
     return ingest_take.with_options(**options)
@@ -180,9 +177,8 @@ def ingest_flow(
     futures = {}
     for src in sources:
         try:
-            sha = file_sha256(src.path)
+            sha = sha256_file(src.path)
         except OSError as exc:
-            problems.append(SourceProblem("ingest", src.path, f"cannot read: {exc}"))
             add_reject(ds, "ingest", src.path, f"cannot read: {exc}")
             report.rejects.append({"stage": "ingest", "source": src.path, "reason": str(exc)})
             continue

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pipeline.audio import sha256_file
 from pipeline.config import AudioConfig, PreprocessConfig
 from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
@@ -263,7 +262,3 @@ def write_take(ds: Dataset, rows: TakeRows, source: str | None = None) -> dict[s
     if source is not None:  # fixed (or recovered) since an earlier run: no longer quarantined
         ds.delete("rejects", [k for k in (("ingest", source), ("discover", source)) if k in ds.keys("rejects")])
     return inserted
-
-
-def file_sha256(path: str) -> str:
-    return sha256_file(path)

@@ -49,7 +49,7 @@ def info(
 ) -> None:
     """Row counts, hours of audio, singers and the label distribution (style × emotion)."""
     ds = Dataset(root)
-    if not ds.fs.exists(ds._base):
+    if not ds.root_exists():
         fail(f"no dataset at {root} (the folder does not exist)")
     with user_errors():
         summary = summarize(ds)

@@ -20,6 +20,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import fsspec
@@ -126,6 +127,14 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({self.root!r})"
+
+    @property
+    def local_path(self) -> Path | None:
+        """The dataset folder on this machine; None on object storage."""
+        return Path(self._base) if self._local else None
+
+    def root_exists(self) -> bool:
+        return self.fs.exists(self._base)
 
     # ---------- paths and locking
     def _dir(self, name: str) -> str:
