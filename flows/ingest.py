@@ -17,13 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.futures import as_completed
 
-from pipeline.audio import AudioError
+from pipeline.audio import AudioError, sha256_file
 from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import (
@@ -33,7 +32,6 @@ from pipeline.ingest import (
     TakeSource,
     check_settings,
     discover_takes,
-    file_sha256,
     known_takes,
     plan_take,
     process_take,
@@ -202,13 +200,13 @@ def _source_dict(src: TakeSource) -> dict:
 
 
 def _leases(dataset: Dataset) -> TakeLeases:
-    return TakeLeases(Path(dataset._base) / ".ingest-leases" if dataset._local else None)
+    return TakeLeases(dataset.local_path / ".ingest-leases" if dataset.local_path is not None else None)
 
 
 def _cached_task(dataset: Dataset, refresh: bool):
     options = {"cache_policy": CacheKeyFnPolicy(cache_key_fn=_cache_key), "refresh_cache": refresh}
-    if dataset._local:
-        cache = Path(dataset._base) / ".ingest-cache"
+    if dataset.local_path is not None:
+        cache = dataset.local_path / ".ingest-cache"
         options["cache_policy"] = options["cache_policy"].configure(key_storage=str(cache / "keys"))
         options["result_storage"] = cache / "results"
     return ingest_take.with_options(**options)
@@ -285,7 +283,7 @@ def ingest_flow(
 
         for src in sources:
             try:
-                sha = file_sha256(src.path)
+                sha = sha256_file(src.path)
             except OSError as exc:
                 reject("ingest", src.path, f"cannot read: {exc}")
                 continue

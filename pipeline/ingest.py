@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pipeline.audio import sha256_file
 from pipeline.config import AudioConfig, PreprocessConfig
 from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
@@ -434,6 +433,3 @@ class RejectLog:
             rows, self.rows = list(self.rows.values()), {}
             self.ds.upsert("rejects", rows)
 
-
-def file_sha256(path: str) -> str:
-    return sha256_file(path)

@@ -15,8 +15,7 @@ from scipy.signal import butter, sosfiltfilt
 from pipeline.audio import AudioClip
 from pipeline.config import PreprocessConfig
 from pipeline.errors import ConfigError, InputError
-
-WHISPER_RATE = 16_000
+from pipeline.transcribe.types import WHISPER_RATE
 
 
 def db(x: float) -> float:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
@@ -203,6 +204,11 @@ class Dataset:
     def table_uri(self, name: str) -> str:
         _check_table(name)
         return f"{self._base.rstrip('/')}/{name}"
+
+    @property
+    def local_path(self) -> Path | None:
+        """The dataset folder on this machine; None on object storage."""
+        return Path(self._base) if self._local else None
 
     def root_exists(self) -> bool:
         if self._local:
