@@ -139,6 +139,8 @@ def settings_panel(settings: CaptureSettings, device: InputDevice, where: str) -
     grid.add_row("microphone", mic, settings.source("microphone"))
     grid.add_row("format", f"48 kHz / 24-bit PCM mono ({settings.sample_format})", settings.source("sample_format"))
     grid.add_row("takes go to", where, "")
+    if settings.file is not None:
+        grid.add_row("settings file", str(settings.file), "")
     notes = []
     if not settings.microphone:
         notes.append(

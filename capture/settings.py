@@ -45,7 +45,8 @@ class CaptureSettings:
     microphone: str = ""
     sample_format: str = "PCM_24"
     language: str | None = None
-    sources: dict[str, str] = field(default_factory=dict)  # setting -> "option" | "$VAR" | file path | "default"
+    sources: dict[str, str] = field(default_factory=dict)  # setting -> "option" | "$VAR" | file name | "default"
+    file: Path | None = None  # the settings file read, if any
 
     def source(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -92,7 +93,7 @@ def load_settings(recordings: Path, options: dict[str, object], explicit_file: P
     path = settings_path(recordings, explicit_file)
     if path is not None:
         for key, value in _read_file(path).items():
-            merged[key], sources[key] = value, str(path)
+            merged[key], sources[key] = value, path.name
     for key, var in ENV.items():
         value = os.environ.get(var, "").strip()
         if value:
@@ -109,4 +110,4 @@ def load_settings(recordings: Path, options: dict[str, object], explicit_file: P
             raise ConfigError(f"input channel {merged['channel']} ({sources['channel']}) counts from 1")
     if "sample_format" in merged:
         merged["sample_format"] = normalize_format(str(merged["sample_format"]), sources["sample_format"])
-    return CaptureSettings(**merged, sources=sources)
+    return CaptureSettings(**merged, sources=sources, file=path)

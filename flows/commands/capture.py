@@ -7,6 +7,7 @@ recover, virtual-device. Exit codes: 0 a good take; 1 a take that stopped early 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -83,6 +84,12 @@ def _record_one(out, keys, req, title: str):
         live.stop()
         _fail(out, str(exc))
     live.stop()
+    m = result.manifest
+    if m.frames == 0 and result.ok:  # stopped before the first block arrived: there is nothing to keep
+        result.wav_path.unlink(missing_ok=True)
+        result.manifest_path.unlink(missing_ok=True)
+        out.print(f"[yellow]take {m.take_id} ended before any audio arrived ({m.end_reason}): nothing saved[/]")
+        return None
     out.print(summary_panel(result))
     return result
 
@@ -171,6 +178,8 @@ def record(
     )  # fmt: skip
     with Keys() as keys:
         result = _record_one(out, keys, req, f"{session} · {singer} · {song} · take {req.take_number}")
+    if result is None:
+        raise typer.Exit(EXIT_STOPPED)
     if result.device_hung:  # PortAudio's exit handler would hang on the dead device; all is on disk
         out.file.flush()
         os._exit(EXIT_STOPPED)
@@ -212,7 +221,7 @@ def session_loop(
     )
     out.print(settings_panel(settings, dev, str(recordings / session)))
     takes = kept = 0
-    with Keys() as keys:
+    with Keys() as keys, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C between takes: end the session
         while True:
             number = next_take_number(recordings / session, song)
             out.print(
@@ -231,6 +240,8 @@ def session_loop(
                 settings, dev, session, singer, song, recordings, seconds=seconds, min_free_minutes=min_free_minutes, take_number=number
             )
             result = _record_one(out, keys, req, f"{session} · {singer} · {song} · take {number}")
+            if result is None:
+                continue
             takes += 1
             if result.device_hung:
                 out.print("[bold red]the interface stopped; the take is on disk. Restart the session when it is back.[/]")
