@@ -409,7 +409,7 @@ def virtual_start(
     for key, value in state.env.items():
         print(f"export {key}={value}")
     print(
-        f"# virtual input {state.device!r} reading {audio} ({'paced' if paced else 'unpaced'}); record with --device virtual",
+        f"# virtual input {state.device!r} reading {audio} ({'paced' if paced else 'unpaced'}): capture commands in this shell now record from it",
         file=sys.stderr,
     )
 
@@ -417,9 +417,11 @@ def virtual_start(
 @virtual_app.command("stop")
 def virtual_stop(folder: Path = typer.Option(Path(".cantolab-virtual"), "--folder", help="The folder given to `start`.")) -> None:
     """Stop the virtual input started from FOLDER (its JACK server, if paced)."""
+    import sys
+
     from capture.virtual_device import stop_virtual_device
 
-    print(stop_virtual_device(folder))
+    print(stop_virtual_device(folder), file=sys.stderr)  # stdout is for `eval`
     print("unset ALSA_CONFIG_PATH JACK_DEFAULT_SERVER JACK_NO_START_SERVER CANTOLAB_CAPTURE_DEVICE")
 
 

@@ -105,7 +105,9 @@ def test_virtual_device_command_starts_a_paced_input_and_stops_it(tmp_path):
         assert got.size == 48_000 and abs(np.abs(got).max() - 0.25) < 0.01
     finally:
         stopped = subprocess.run([*cli, "stop", "--folder", str(folder)], cwd=REPO, env=base, capture_output=True, text=True, timeout=60)
-    assert stopped.returncode == 0 and f"jackd {pid} ended" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert stopped.returncode == 0 and f"jackd {pid} ended" in stopped.stderr and stopped.stdout.startswith("unset "), (
+        stopped.stdout + stopped.stderr
+    )
     assert not (folder / "virtual-device.json").exists()
     stat = Path(f"/proc/{pid}/stat")
     assert not stat.exists() or stat.read_text().split(") ")[1][0] in "ZX"  # gone (or a zombie for init to reap)
