@@ -25,6 +25,7 @@ ENV = {
     "microphone": "CANTOLAB_CAPTURE_MICROPHONE",
     "sample_format": "CANTOLAB_CAPTURE_FORMAT",
 }
+OPTIONS = {"interface": "--device", "channel": "--channel", "microphone": "--microphone", "sample_format": "--format"}
 # The one format capture writes (it never converts); the aliases are what people type.
 SAMPLE_FORMATS = {"pcm_24": "PCM_24", "24": "PCM_24", "24-bit": "PCM_24", "s24": "PCM_24", "int24": "PCM_24"}
 
@@ -45,7 +46,7 @@ class CaptureSettings:
     microphone: str = ""
     sample_format: str = "PCM_24"
     language: str | None = None
-    sources: dict[str, str] = field(default_factory=dict)  # setting -> "option" | "$VAR" | file name | "default"
+    sources: dict[str, str] = field(default_factory=dict)  # setting -> "--option" | "$VAR" | file name | "default"
     file: Path | None = None  # the settings file read, if any
 
     def source(self, name: str) -> str:
@@ -71,6 +72,10 @@ def _read_file(path: Path) -> dict:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"capture settings file {path}: {exc}") from None
+    unknown = sorted(set(data) - set(_FileSettings.__dataclass_fields__))
+    if unknown:
+        known = ", ".join(_FileSettings.__dataclass_fields__)
+        raise ConfigError(f"capture settings file {path}: unknown setting(s) {', '.join(unknown)} (known: {known})")
     try:
         parsed = _FileSettings(**data)
     except pydantic.ValidationError as exc:
@@ -100,7 +105,7 @@ def load_settings(recordings: Path, options: dict[str, object], explicit_file: P
             merged[key], sources[key] = value, f"${var}"
     for key, value in options.items():
         if value not in (None, ""):
-            merged[key], sources[key] = value, "option"
+            merged[key], sources[key] = value, OPTIONS.get(key, key)
     if "channel" in merged:
         try:
             merged["channel"] = int(merged["channel"])

@@ -336,7 +336,7 @@ def check(
     from capture.display import console, level_report_panel
     from capture.levels import analyse_noise, analyse_singing
     from capture.recorder import SAMPLE_RATE, Listener
-    from capture.terminal import Keys
+    from capture.terminal import ENTER, Keys
 
     out = console()
     settings, dev = _settings(out, recordings, settings_file, interface=device, channel=channel)
@@ -347,7 +347,8 @@ def check(
             if not no_wait:
                 out.print("step 2 of 2 — press Enter, then sing the loudest passage of the session")
                 with Keys() as keys:
-                    keys.key()
+                    while keys.key() not in (ENTER, None):  # other keys do not start the singing step
+                        pass
             with out.status(f"step 2 of 2 — singing: the loudest passage, {seconds:g} s…"):
                 loud, over2 = listener.record(seconds)
     except CaptureError as exc:

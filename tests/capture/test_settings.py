@@ -25,7 +25,7 @@ def test_precedence_and_origins(tmp_path, monkeypatch):
     s = load_settings(tmp_path, {"channel": 2})
     assert (s.channel, s.microphone) == (2, "TLM 103")
     assert (s.source("channel"), s.source("microphone"), s.source("interface")) == (
-        "option",
+        "--channel",
         "$CANTOLAB_CAPTURE_MICROPHONE",
         "capture.toml",
     )
@@ -40,7 +40,12 @@ def test_nothing_set_means_no_microphone(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("text", "words"),
-    [('channel = "two"', "channel"), ('sample_format = "PCM_16"', "PCM_24"), ('mic = "U87"', "mic"), ("channel = ", "capture.toml")],
+    [
+        ('channel = "two"', "channel"),
+        ('sample_format = "PCM_16"', "PCM_24"),
+        ('mic = "U87"', "unknown setting.*mic.*known: interface"),
+        ("channel = ", "capture.toml"),
+    ],
 )
 def test_bad_settings_files_name_the_problem(tmp_path, monkeypatch, text, words):
     monkeypatch.delenv("CANTOLAB_CAPTURE_SETTINGS", raising=False)
