@@ -104,7 +104,7 @@ def summary_panel(result: TakeResult) -> Panel:
 def devices_table(devices: list[InputDevice], chosen: InputDevice | None) -> Table:
     table = Table(title="Input devices")
     for col in ("", "index", "name", "host API", "inputs", "default rate", "48 kHz / 24-bit"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col not in ("host API", "48 kHz / 24-bit"))  # names are never cut
     for d in devices:
         mark = "→" if chosen is not None and d.index == chosen.index else ""
         table.add_row(
@@ -123,7 +123,7 @@ def _format_cell(d: InputDevice) -> Text:
     if not d.can_48k_24bit:
         return Text("no", style="red")
     if d.may_resample:
-        return Text("yes, via ALSA plugins: may resample", style="yellow")
+        return Text("yes (ALSA plugin: may resample)", style="yellow")
     return Text("yes", style="green")
 
 
