@@ -9,6 +9,7 @@ system alsa.conf, so it defines everything PortAudio needs, `pcm.!default` inclu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -178,10 +179,14 @@ def start_virtual_device(audio: Path, folder: Path, *, paced: bool = True) -> Vi
                 "a paced virtual input needs jackd and the ALSA JACK plugin (Debian jackd2, libasound2-plugins); or use --unpaced"
             )
         infile = write_f32_infile(folder / "source.f32", samples)
+        # One server name per folder: a second virtual input elsewhere does not collide with this one.
+        name = f"{_JACK_NAME}-{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
         try:
-            server = start_jackd(_JACK_NAME, log=folder / "jackd.log")
+            server = start_jackd(name, log=folder / "jackd.log")
         except RuntimeError as exc:
             raise VirtualDeviceError(str(exc)) from None
+        if server.process.poll() is not None:
+            raise VirtualDeviceError(f"jackd {name} exited at once (is a server of that name running?); see {folder / 'jackd.log'}")
         pid = server.process.pid
         env.update(server.env)
     else:

@@ -215,3 +215,24 @@ def test_a_clipped_take_lights_the_clip_light_and_exits_3(tmp_path, term, studio
     [m] = _manifests(tmp_path / "REC" / "s01")
     assert m["status"] == "complete" and m["clipped_samples"] > 0
     assert f"CLIPPED: {m['clipped_samples']:,} samples" in screen
+
+
+@pytest.mark.timeout(90)
+def test_check_in_two_steps_waits_for_enter_between_them(term):
+    rng = np.random.default_rng(5)
+    noise = 10 ** (-72 / 20) * rng.standard_normal(int(1.2 * 48_000))  # the quiet room: -72 dBFS RMS
+    tone = 10 ** (-12 / 20) * np.sin(2 * np.pi * 330 * np.arange(4 * 48_000) / 48_000)  # singing peaking at -12 dBFS
+    x = np.concatenate([noise, tone])
+    t = term((np.round(x * 2**23).astype(np.int64) << 8).astype(np.int32))
+    t.send(_cli("check", "--device", "virtual", "--seconds", "1") + "; echo rc=$?", "Enter")
+    t.wait_for("press Enter, then sing")
+    t.send("x")  # not Enter: nothing starts, nothing echoed
+    time.sleep(0.2)
+    t.send("Enter")
+    screen = t.wait_for("rc=", count=2)
+    text = " ".join(screen.split())
+    assert "rc=0" in text and "level check: ready to record" in text
+    floor = float(text.split("noise floor ")[1].split(" dBFS")[0])
+    peak = float(text.split("2 singing 1.0 s: peak ")[1].split(" dBFS")[0])
+    assert abs(floor - -72.0) < 1.0 and abs(peak - -12.0) < 0.1, text
+    assert not any(line.strip() == "x" for line in screen.splitlines())
