@@ -201,7 +201,7 @@ class IngestReport:
 
 
 def _source_dict(src: TakeSource) -> dict:
-    return {"path": src.path, "origin": src.origin, "manifest": src.manifest, "labels": src.labels}
+    return {"path": src.path, "origin": src.origin, "manifest": src.manifest, "labels": src.labels, "guessed": src.guessed}
 
 
 def _leases(dataset: Dataset) -> TakeLeases:
