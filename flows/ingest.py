@@ -35,7 +35,6 @@ from pipeline.ingest import (
     known_takes,
     plan_take,
     process_take,
-    take_id_of,
     write_take,
 )
 from pipeline.leases import TakeLeases
@@ -123,44 +122,30 @@ def _cache_key(context, parameters) -> str:
 )
 def ingest_take(
     source: dict, sha256: str, dataset: str, settings: IngestSettings, fingerprint: str, model_identity: str, concurrency: int,
-    known: bool = True, run_started: float = 0.0, manifest: dict | None = None,
+    known: bool = True, manifest: dict | None = None,
 ) -> dict:  # fmt: skip
     """One take end to end; bad input (InputError) becomes a reject (returned, not raised: nothing to retry).
 
     `manifest`: the source's manifest merged with what the dataset already knew of the take (its
     take id, metadata a re-ingest must not erase); the cache stays keyed on the source as found.
-    The take is leased first (pipeline.leases): another ingest of the same dataset working on it
-    makes this one skip it rather than transcribe it a second time.
+    `known=False` (not in the dataset when the run began) spares `write_take` a search for stale clips.
     """
     src = TakeSource(**source)
     if manifest is not None:
         src = replace(src, manifest=manifest)
     ds = Dataset(dataset)
-    take_id = take_id_of(src, sha256)
-    with _leases(ds).hold(take_id) as lease:
-        if not lease.held:
-            return {"status": "skipped", "source": src.path, "take_id": take_id, "reason": "in progress in another ingest of this dataset"}
-        done = lease.record or {}
-        if not known and done.get("sha256") == sha256 and done.get("fingerprint") == fingerprint and done.get("done_at", 0) >= run_started:
-            return {
-                "status": "skipped",
-                "source": src.path,
-                "take_id": take_id,
-                "reason": "ingested by another ingest of this dataset while this one ran",
-            }
-        if STOPPING.is_set():
-            raise RunStopping("the run is stopping")
-        try:
-            rows = process_take(src, sha256, settings, gate=_gate(concurrency))
-        except InputError as exc:
-            reason = exc.problem if isinstance(exc, AudioError) else str(exc)
-            return {"status": "rejected", "source": src.path, "reason": reason, "details": f"{type(exc).__name__}; origin {src.origin}"}
-        except OSError as exc:
-            if is_transient(exc):
-                raise  # retried
-            return {"status": "rejected", "source": src.path, "reason": f"cannot read: {exc}", "details": f"origin {src.origin}"}
-        written = write_take(ds, rows, known=known)
-        lease.finished(sha256=sha256, fingerprint=fingerprint, take_id=take_id)
+    if STOPPING.is_set():
+        raise RunStopping("the run is stopping")
+    try:
+        rows = process_take(src, sha256, settings, gate=_gate(concurrency))
+    except InputError as exc:
+        reason = exc.problem if isinstance(exc, AudioError) else str(exc)
+        return {"status": "rejected", "source": src.path, "reason": reason, "details": f"{type(exc).__name__}; origin {src.origin}"}
+    except OSError as exc:
+        if is_transient(exc):
+            raise  # retried
+        return {"status": "rejected", "source": src.path, "reason": f"cannot read: {exc}", "details": f"origin {src.origin}"}
+    written = write_take(ds, rows, known=known)
     return {
         "status": "ingested",
         "source": src.path,
@@ -196,7 +181,7 @@ class IngestReport:
 
 
 def _source_dict(src: TakeSource) -> dict:
-    return {"path": src.path, "origin": src.origin, "manifest": src.manifest, "labels": src.labels}
+    return {"path": src.path, "origin": src.origin, "manifest": src.manifest, "labels": src.labels, "guessed": src.guessed}
 
 
 def _leases(dataset: Dataset) -> TakeLeases:
@@ -235,6 +220,7 @@ def ingest_flow(
     sources, problems = discover_takes(recordings, import_csv, cfg)
     report = IngestReport(discovered=len(sources))
     rejects = RejectLog(ds)
+    pending: dict = {}  # future -> (planned take, its lease)
 
     def reject(stage: str, source: str, reason: str, details: str = "") -> None:
         rejects.add(stage, source, reason, details)
@@ -247,11 +233,11 @@ def ingest_flow(
         fingerprint = cfg.fingerprint()
         seen_id: dict = {}
         seen_sha: dict = {}
-        pending: dict = {}
         limit = in_flight_limit(transcribe_concurrency)
+        leases = _leases(ds)
 
         def collect(fut) -> None:
-            planned = pending.pop(fut)
+            planned, lease = pending.pop(fut)
             src = planned.source
             try:
                 result = fut.result()
@@ -261,11 +247,9 @@ def ingest_flow(
                 result = {"status": "rejected", "source": src.path, "reason": f"failed after retries: {type(exc).__name__}: {exc}"}
             if result["status"] == "rejected":
                 reject("ingest", src.path, result["reason"], result.get("details", ""))
-            elif result["status"] == "skipped":
-                report.skipped += 1
-                report.skips.append({"source": src.path, "take_id": result["take_id"], "reason": result["reason"]})
             else:
                 cached = bool(getattr(fut.state, "name", "") == "Cached")
+                lease.finished(sha256=planned.sha256, fingerprint=fingerprint, take_id=planned.take_id)
                 rejects.clear(src.path)
                 report.ingested += 1
                 report.cached += int(cached)
@@ -278,8 +262,15 @@ def ingest_flow(
                 report.takes.append(
                     {k: result[k] for k in ("source", "take_id", "clips", "hallucinations", "transcripts")} | {"cached": cached}
                 )
+            lease.release()
             for listener in list(PROGRESS_LISTENERS):
                 listener(result)
+
+        def skip(planned, reason: str) -> None:
+            report.skipped += 1
+            report.skips.append({"source": planned.source.path, "take_id": planned.take_id, "reason": reason})
+            for listener in list(PROGRESS_LISTENERS):
+                listener({"status": "skipped", "source": planned.source.path, "reason": reason})
 
         for src in sources:
             try:
@@ -293,12 +284,22 @@ def ingest_flow(
                 for listener in list(PROGRESS_LISTENERS):
                     listener({"status": "rejected", "source": src.path, "reason": planned.reason})
                 continue
+            # Leased while in flight: another ingest of this dataset skips the take instead of redoing it.
+            lease = leases.acquire(planned.take_id)
+            if not lease.held:
+                skip(planned, "in progress in another ingest of this dataset")
+                continue
             known = planned.take_id in by_id
+            done = lease.record or {}
+            if not known and (done.get("sha256"), done.get("fingerprint")) == (sha, fingerprint) and done.get("done_at", 0) >= started:
+                lease.release()
+                skip(planned, "ingested by another ingest of this dataset while this one ran")
+                continue
             # A take missing from the dataset is redone even when the cache says it was finished.
             runner = _cached_task(ds, refresh=not known)
             fut = runner.submit(_source_dict(planned.source), sha, dataset, cfg, fingerprint, identity,
-                                transcribe_concurrency, known, started, planned.manifest)  # fmt: skip
-            pending[fut] = planned
+                                transcribe_concurrency, known, planned.manifest)  # fmt: skip
+            pending[fut] = (planned, lease)
             while len(pending) >= limit:
                 collect(next(as_completed(list(pending))))
         while pending:
@@ -307,6 +308,8 @@ def ingest_flow(
         STOPPING.set()
         raise
     finally:
+        for _, lease in pending.values():
+            lease.release()
         rejects.flush()  # what was decided is kept even when the run is cut short
     report.rejected = len(report.rejects)
     for table in ("takes", "clips", "features", "labels", "rejects"):

@@ -87,6 +87,7 @@ class TakeSource:
     origin: str  # where it was found: manifest file, CSV row, or the folder walk
     manifest: dict = field(default_factory=dict)
     labels: dict | None = None
+    guessed: tuple[str, ...] = ()  # manifest fields inferred, not given (a session from the folder name)
 
 
 @dataclass
@@ -200,7 +201,8 @@ def discover_takes(
             manifest = ingest_fields(take)
         elif audio.parent != root:
             manifest = {"session": audio.parent.name}
-        sources.append(TakeSource(str(audio.resolve()), str(mpath if manifest else audio), manifest))
+        guessed = ("session",) if manifest and not mpath.exists() else ()
+        sources.append(TakeSource(str(audio.resolve()), str(mpath if manifest else audio), manifest, guessed=guessed))
     return sources, problems
 
 
@@ -313,15 +315,16 @@ def _same(key: str, a, b) -> bool:
     return str(a).strip().lower() == str(b).strip().lower()
 
 
-def merge_metadata(new: dict, known: dict) -> tuple[dict, list[str]]:
+def merge_metadata(new: dict, known: dict, guessed: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
     """The merge rule: a non-null new value wins; a null (absent) one never overwrites a known value.
 
+    A `guessed` field (inferred, e.g. a session from a folder name) never overwrites either.
     Returns the merged manifest and the fields whose known value the new one changes.
     """
     merged = dict(new)
     changed = []
     for key in MERGED_FIELDS:
-        if key in known and merged.get(key) is None:
+        if key in known and (merged.get(key) is None or key in guessed):
             merged[key] = known[key]
         elif key in known and not _same(key, merged[key], known[key]):
             changed.append(key)
@@ -386,7 +389,7 @@ def plan_take(
     changed: list[str] = []
     manifest = src.manifest | {"take_id": take_id}
     if known is not None:
-        manifest, changed = merge_metadata(manifest, known.metadata)
+        manifest, changed = merge_metadata(manifest, known.metadata, src.guessed)
         if known.sha256 and known.sha256 != sha:
             changed = ["audio", *changed]
     planned = Planned(src, sha, take_id, known, changed, manifest)
