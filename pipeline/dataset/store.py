@@ -234,9 +234,6 @@ class Dataset:
             return []
         return [i.path for i in infos if LEGACY_PART.match(i.base_name)]
 
-    def is_legacy(self) -> bool:
-        return any(self._legacy_parts(name) and not self.exists(name) for name in SCHEMAS)
-
     def _version_of(self, name: str) -> int | None:
         if self.version is None:
             return None
