@@ -385,7 +385,7 @@ class Dataset:
             predicate = key_predicate(key_cols, (in_keys[i] for i in take))
             info = {"op": "upsert", "inserted": inserted, "updated": updated, "deleted": 0}
             write_deltalake(
-                dt, batch, mode="overwrite", predicate=predicate, writer_properties=_WRITER,
+                dt, batch, mode="overwrite", predicate=predicate, schema_mode="merge", writer_properties=_WRITER,
                 commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
             )  # fmt: skip
             return result

@@ -365,6 +365,9 @@ def test_older_tables_missing_a_nullable_column_read_with_nulls(tmp_dataset):
     write_deltalake(f"{tmp_dataset.root}/labels", pa.Table.from_pylist([{"clip_id": "a", "style": "pop"}], schema=schema))
     read = tmp_dataset.read("labels")
     assert read.schema.equals(SCHEMAS["labels"]) and read.column("annotators").null_count == 1
+    # The next upsert adds the column to the table (schema evolution), old rows keep nulls.
+    assert tmp_dataset.upsert("labels", [{"clip_id": "b", "style": "pop", "annotators": ["x"]}]).inserted == 1
+    assert {r["clip_id"]: r["annotators"] for r in tmp_dataset.read("labels").to_pylist()} == {"a": None, "b": ["x"]}
 
 
 def test_unsupported_url_is_refused(tmp_path):
