@@ -36,7 +36,10 @@ LEGACY_PART = re.compile(r"^part-\d{10}-[0-9a-f]{8}\.parquet$")
 MAX_ATTEMPTS = 12  # commits lost to other writers before giving up (backoff grows to ~2 s)
 COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # compacted data files grow to about this size
 DEFAULT_RETENTION_HOURS = 168  # vacuum keeps unreferenced files younger than a week
-TABLE_CONFIG = {"delta.enableExpiredLogCleanup": "false"}  # old versions stay readable until vacuumed
+TABLE_CONFIG = {
+    "delta.enableExpiredLogCleanup": "false",  # old versions stay readable until vacuumed
+    "delta.checkpointInterval": "10",  # opening a table replays at most ~10 commits (each a GET on S3)
+}
 _WRITER = WriterProperties(compression="ZSTD")
 T = TypeVar("T")
 
