@@ -155,5 +155,26 @@ def vacuum_cmd(
     console.print(", ".join(f"{t}: {verb} {n} file(s)" for t, n in removed.items()) or "no tables")
 
 
+@dataset_app.command("pins")
+def pins_cmd(
+    root: str = typer.Argument(..., help="Dataset folder or s3:// URL."),
+    unpin: str = typer.Option(None, "--unpin", help="Drop this pin (e.g. a deleted model's), so vacuum may free its files."),
+) -> None:
+    """Which table versions saved models point to (vacuum keeps their files)."""
+    try:
+        ds = Dataset(root)
+        if unpin:
+            console.print(f"unpinned {unpin}: {ds.unpin(unpin)} table version(s)")
+        rows = ds.read("_pins").to_pylist()
+    except DatasetError as exc:
+        _fail(str(exc))
+    view = Table(title=f"{len({r['pin'] for r in rows})} pin(s)")
+    for col in ("pin", "table", "version", "created"):
+        view.add_column(col, overflow="fold")
+    for r in sorted(rows, key=lambda r: (r["pin"], r["table_name"])):
+        view.add_row(r["pin"], r["table_name"], str(r["version"]), str(r["created_at"] or ""))
+    console.print(view)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(dataset_app, name="dataset")

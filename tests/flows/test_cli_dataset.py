@@ -73,3 +73,16 @@ def test_old_layout_is_refused_with_how_to_convert_then_migrated(tmp_path):
 def test_rejects_on_a_missing_folder_is_an_error(tmp_path):
     out = subprocess.run([*CLI, "dataset", "rejects", str(tmp_path / "nope")], capture_output=True, text=True)
     assert out.returncode == 2 and "no dataset at" in out.stderr
+
+
+def test_pins_listed_and_dropped(tmp_dataset):
+    tmp_dataset.upsert("labels", [{"clip_id": "a", "style": "pop"}])
+    tmp_dataset.pin("model:/models/run-1")
+    out = subprocess.run([*CLI, "dataset", "pins", tmp_dataset.root], capture_output=True, text=True, check=True)
+    assert "model:/models/run-1" in out.stdout and "labels" in out.stdout
+    out = subprocess.run(
+        [*CLI, "dataset", "pins", tmp_dataset.root, "--unpin", "model:/models/run-1"], capture_output=True, text=True, check=True
+    )
+    assert "unpinned model:/models/run-1: 1" in out.stdout and tmp_dataset.pins() == {}
+    out = subprocess.run([*CLI, "dataset", "vacuum", tmp_dataset.root, "--dry-run"], capture_output=True, text=True, check=True)
+    assert "labels: would remove 0 file(s)" in out.stdout
