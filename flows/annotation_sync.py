@@ -43,6 +43,12 @@ def annotation_sync_flow(
         report["clips"], report["tasks_created"], report["annotations"], len(report["problems"]), report["labels"],
         report["pending_adjudication"],
     )
+    for who, progress in report["per_annotator"].items():
+        logger.info("%s: %s", who, progress)
+    for cid, why in report["exhausted"].items():
+        logger.info("to the adjudicator alone: %s: %s", cid, why)
+    for note in report["notes"]:
+        logger.warning("%s", note)
     for p in report["problems"]:
         logger.warning("left out %s: %s (%s)", p["source"], p["reason"], p["details"])
     return report

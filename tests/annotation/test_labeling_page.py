@@ -56,6 +56,7 @@ def test_annotator_page_has_audio_and_both_choice_groups(workflow, browser):
     body = page.inner_text("body")
     assert "Style" in body and "Emotion" in body
     assert task["data"]["transcript"][:10] in body
+    assert task["data"]["asr_note"] in body  # the transcript's note (suspected hallucination or not)
     duration = page.evaluate("() => document.querySelector('audio').duration")
     assert media and all(s in (200, 206) for s in media), media
     assert 206 in media
