@@ -145,6 +145,7 @@ def main() -> dict:
     ):
         cvs = run_cvs(g_ex, g_feats, g_cfg, folds)
         result[name] = compare(g_ex, g_feats, cvs, folds, "style", g_classes, "baseline_whisper_mean_logreg")
+        write_result("probe", result | {"partial": True, "timings": timings})  # rows as they finish: a long run still leaves figures
     timings["gtsinger_s"] = round(time.perf_counter() - t0, 1)
     r_folds = singer_folds([e.singer for e in r_ex], 3)
     r_classes = sorted(RAVDESS_EMOTIONS)
