@@ -181,6 +181,16 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
     missing = [t for t in cfg.tasks if t not in run.summary]
     if missing:
         lines += ["", f"No test clip carries a {', '.join(missing)} label, so that task has no test figure."]
+    probe = run.controls.get("probe_baseline")
+    if probe:
+        lines += [
+            "",
+            "## Baseline: pooled features + logistic regression (same split)",
+            "",
+            "| task | accuracy | macro-F1 |",
+            "|---|---|---|",
+            *[f"| {t} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" for t, m in probe.items()],
+        ]
     ctrl = run.controls.get("language_only_style")
     if ctrl:
         lines += [
@@ -200,6 +210,13 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
 
 
 def add_controls(run: RunResult) -> None:
+    if run.feature and run.audio_dim:
+        from model.controls import probe_baseline
+        from model.features import clip_features
+
+        feats = clip_features(run.train_examples + run.test_examples, run.feature)  # cached by training
+        n = len(run.train_examples)
+        run.controls["probe_baseline"] = probe_baseline(run.train_examples, feats[:n], run.test_examples, feats[n:], run.config.tasks)
     if "style" in run.config.tasks:
         ctrl = language_only(run.train_examples, run.test_examples, "style")
         if ctrl:
