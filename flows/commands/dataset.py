@@ -167,7 +167,7 @@ def pins_cmd(
             console.print(f"unpinned {unpin}: {ds.unpin(unpin)} table version(s)")
         rows = ds.read("_pins").to_pylist()
     except DatasetError as exc:
-        _fail(str(exc))
+        fail(exc)
     view = Table(title=f"{len({r['pin'] for r in rows})} pin(s)")
     for col in ("pin", "table", "version", "created"):
         view.add_column(col, overflow="fold")
