@@ -187,6 +187,7 @@ def setup_projects(
 def check_projects(settings: AnnotationSettings, roster: Roster, recorded: Projects | None) -> Projects:
     """The recorded projects, each checked to exist; renamed ones are noted, deleted ones raise."""
     if recorded is None:
+        requests.get(f"{settings.url}/health", timeout=30)  # a server that is not answering says so first
         raise ProjectMissing(f"no Label Studio projects recorded for {settings.url}: run `cantolab annotate setup` first")
     missing = [a for a in roster.annotators if a not in recorded.first]
     if missing:

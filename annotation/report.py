@@ -66,11 +66,16 @@ def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def color_limits(values: np.ndarray) -> dict[str, float]:
+    """The colour scale runs from 0, not from the smallest cell, so a cell holding 1 never looks empty."""
+    top = float(np.nanmax(values)) if values.size and not np.all(np.isnan(values)) else 1.0
+    return {"vmin": 0.0, "vmax": max(top, 1e-9)}
+
+
 def _heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str, path: Path, fmt: str) -> None:
     fig, ax = plt.subplots(figsize=(1.6 + 1.1 * matrix.shape[1], 1.4 + 0.8 * matrix.shape[0]))
     values = matrix.to_numpy(dtype=float)
-    # The scale starts at 0, not at the smallest cell: a cell holding 1 must not look empty.
-    im = ax.imshow(np.nan_to_num(values), cmap="Blues", vmin=0, vmax=max(float(np.nanmax(values)) if values.size and not np.all(np.isnan(values)) else 1.0, 1e-9))
+    im = ax.imshow(np.nan_to_num(values), cmap="Blues", **color_limits(values))
     ax.set_xticks(range(matrix.shape[1]), labels=list(matrix.columns))
     ax.set_yticks(range(matrix.shape[0]), labels=list(matrix.index))
     ax.set_xlabel(xlabel)

@@ -212,6 +212,12 @@ def run_sync(
         done("pull", t0)
 
         t0 = enter("import")
+        # A label already in the dataset counts as a task had, even if its project is gone (a project
+        # replaced with `setup --replace-missing`): only clips that still need a label are sent again.
+        first = ds.to_pandas("annotations", columns=["clip_id", "annotator", "round"])
+        first = first[first["round"] == "first"]
+        for cid, who in zip(first["clip_id"], first["annotator"]):
+            existing.setdefault(cid, set()).add(who)
         plan = assign(sorted(known), roster, existing, skipped_by)
         report.exhausted = plan.exhausted
         for a, cids in plan.todo.items():

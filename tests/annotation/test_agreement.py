@@ -125,3 +125,10 @@ def test_report_writes_markdown_and_heatmaps(tmp_dataset, tmp_path):
     assert "Low-agreement clips" in text and len(rep.low) == len(res.to_adjudicate)
     for p in rep.low:
         assert p.clip_id in text
+
+
+def test_heatmap_colour_scale_starts_at_zero():
+    from annotation.report import color_limits
+
+    assert color_limits(np.array([[1.0, 3.0], [2.0, 1.0]])) == {"vmin": 0.0, "vmax": 3.0}  # a 1-cell is not the floor
+    assert color_limits(np.array([[np.nan, np.nan]]))["vmin"] == 0.0

@@ -276,3 +276,8 @@ def test_renamed_project_keeps_syncing_and_a_deleted_one_is_reported_not_recreat
     token = wf.projects.tokens[pa]  # A's organization: nothing was recreated in it
     r = requests.get(f"{wf.settings.url}/api/projects/", headers={"Authorization": f"Token {token}"}, timeout=30)
     assert r.json()["results"] == []
+    # Asked for explicitly, A gets a new project; A's labels are in the dataset, so nothing is re-sent.
+    replaced = setup_projects(wf.server, wf.settings, wf.roster, wf.document_root / wf.settings.media_subdir, wf.projects, replace_missing=True)
+    assert replaced.first[a] != pa and {x: replaced.first[x] for x in wf.roster.annotators[1:]} == {x: wf.projects.first[x] for x in wf.roster.annotators[1:]}
+    rep = run_sync(wf.dataset, wf.service, wf.settings, wf.roster, replaced, wf.document_root)
+    assert rep.tasks_created.get(a, 0) == 0, rep.tasks_created

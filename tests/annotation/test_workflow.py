@@ -160,7 +160,9 @@ def test_adjudication_decides_disagreements_and_resync_changes_nothing(labeled):
         assert wf.roster.adjudicator in list(labels.loc[cid, "annotators"])
     n_tasks = {pid: len(export_tasks(wf.org(pid), pid)) for pid in [*wf.projects.first.values(), wf.projects.adjudication]}
     n_rows = {t: wf.dataset.count(t) for t in ("annotations", "labels", "rejects")}
+    tracebacks = wf.server.log_file.read_text(errors="replace").count("Invalid page.")
     again = _sync(wf)
+    assert wf.server.log_file.read_text(errors="replace").count("Invalid page.") == tracebacks  # no pager overrun
     assert not again.changed
     assert again.annotations["unchanged"] == 12 and again.labels["unchanged"] == 5
     assert {pid: len(export_tasks(wf.org(pid), pid)) for pid in n_tasks} == n_tasks
