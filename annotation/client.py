@@ -228,5 +228,7 @@ def reset_invite(settings: AnnotationSettings, service_token: str) -> None:
 def require_roster_member(roster: Roster, email: str) -> str:
     email = email.strip().lower()
     if email not in roster.everyone:
-        raise SettingsError(f"{email} is not on the roster ({', '.join(roster.everyone)}): add them first, then run `cantolab annotate setup`")
+        raise SettingsError(
+            f"{email} is not on the roster ({', '.join(roster.everyone)}): add them first, then run `cantolab annotate setup`"
+        )
     return email

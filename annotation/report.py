@@ -85,7 +85,9 @@ def _heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str, path: P
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             v = values[i, j]
-            ax.text(j, i, "–" if math.isnan(v) else format(v, fmt), ha="center", va="center", color="white" if top and v > top / 2 else "black")
+            ax.text(
+                j, i, "–" if math.isnan(v) else format(v, fmt), ha="center", va="center", color="white" if top and v > top / 2 else "black"
+            )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -119,13 +121,22 @@ def write_report(rep: AgreementReport, out_dir: Path, title: str = "Annotation a
     md += ["", "### Per annotator pair", "", "| field | pair | n | kappa | 95% CI | observed |", "|---|---|---|---|---|---|"]
     for f, fa in rep.fields.items():
         for pair, v in fa.by_pair.items():
-            md.append(f"| {f} | {pair[0]} vs {pair[1]} | {v['n']} | {_fmt(v['kappa'])} | [{_fmt(v['ci95'][0])}, {_fmt(v['ci95'][1])}] | {_fmt(v['observed_agreement'])} |")
+            md.append(
+                f"| {f} | {pair[0]} vs {pair[1]} | {v['n']} | {_fmt(v['kappa'])} | [{_fmt(v['ci95'][0])}, {_fmt(v['ci95'][1])}] | {_fmt(v['observed_agreement'])} |"
+            )
     for f, fa in rep.fields.items():
         png = f"confusion_{f}.png"
         cm = pd.DataFrame(fa.confusion, index=list(fa.labels), columns=list(fa.labels))
         _heatmap(cm, f"{f}: annotator A vs B", "annotator B", "annotator A", out_dir / png, ".0f")
-        md += ["", f"## {f.capitalize()}", "", f"![{f} confusion]({png})", "", "Per-class (specific) agreement: "
-               + ", ".join(f"{k} {_fmt(v)}" for k, v in fa.per_class.items()), ""]
+        md += [
+            "",
+            f"## {f.capitalize()}",
+            "",
+            f"![{f} confusion]({png})",
+            "",
+            "Per-class (specific) agreement: " + ", ".join(f"{k} {_fmt(v)}" for k, v in fa.per_class.items()),
+            "",
+        ]
         md += _md_table(cm, lambda v: str(int(v)))
     md += ["", "## Final style × emotion (the paper's Table 1)", ""]
     _heatmap(rep.cooc["counts"], "final labels: style × emotion", "emotion", "style", out_dir / "style_x_emotion.png", ".0f")
@@ -139,7 +150,9 @@ def write_report(rep: AgreementReport, out_dir: Path, title: str = "Annotation a
     if rep.low:
         md += ["| clip | annotators | label 1 | label 2 |", "|---|---|---|---|"]
         for p in rep.low:
-            md.append(f"| {p.clip_id} | {p.raters[0]}, {p.raters[1]} | {p.a['style']} · {p.a['emotion']} | {p.b['style']} · {p.b['emotion']} |")
+            md.append(
+                f"| {p.clip_id} | {p.raters[0]}, {p.raters[1]} | {p.a['style']} · {p.a['emotion']} | {p.b['style']} · {p.b['emotion']} |"
+            )
     else:
         md.append("None: every pair agreed on both fields.")
     path = out_dir / "agreement.md"

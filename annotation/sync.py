@@ -94,7 +94,9 @@ def _index_tasks(tasks: list[dict], project_id: int, report: SyncReport) -> dict
         cid = (t.get("data") or {}).get("clip_id")
         if cid in by_clip:
             report.duplicate_tasks += 1
-            report.problems.append(Problem(f"ls:{project_id}:{t['id']}", "duplicate task for a clip", f"clip {cid}; task {by_clip[cid]['id']} is used"))
+            report.problems.append(
+                Problem(f"ls:{project_id}:{t['id']}", "duplicate task for a clip", f"clip {cid}; task {by_clip[cid]['id']} is used")
+            )
             continue
         if cid:
             by_clip[cid] = t

@@ -49,7 +49,9 @@ def test_server_start_status_stop(tmp_path, monkeypatch):
 
 
 def _as_nobody(cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c", cmd], capture_output=True, text=True)
+    return subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c", cmd], capture_output=True, text=True
+    )
 
 
 def test_data_folder_and_database_are_private_to_their_owner(ls_server):

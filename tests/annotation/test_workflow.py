@@ -74,9 +74,14 @@ def labeled(ls_server, gtsinger, tmp_path_factory):
     # …so the one stray label left to catch is one made with the organization's service account…
     wf.org(pid).annotations.create(id=t0["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])])
     # …and a task whose clip is not in the dataset gets labeled.
-    wf.org(pid).projects.import_tasks(pid, request=[{"data": {"clip_id": "clip-not-in-dataset", "audio": "/data/local-files/?d=x.flac", "transcript": "?", "asr_note": "?"}}])
+    wf.org(pid).projects.import_tasks(
+        pid,
+        request=[{"data": {"clip_id": "clip-not-in-dataset", "audio": "/data/local-files/?d=x.flac", "transcript": "?", "asr_note": "?"}}],
+    )
     stray = next(t for t in export_tasks(wf.org(pid), pid) if t["data"]["clip_id"] == "clip-not-in-dataset")
-    wf.client_for(owner).annotations.create(id=stray["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])])
+    wf.client_for(owner).annotations.create(
+        id=stray["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])]
+    )
     second = _sync(wf)
     return wf, first, second, expected, problems_made
 
