@@ -217,9 +217,16 @@ class LocalServer:
         fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         log = os.fdopen(fd, "ab")
         launch = [
-            str(exe.parent / "python"), str(LAUNCHER), "--workers", str(self.workers),
-            "--sqlite-synchronous", self.sqlite_synchronous.upper(),
-            "--control-socket", str(self.control_socket), "--placement", str(self.placement_file),
+            str(exe.parent / "python"),
+            str(LAUNCHER),
+            "--workers",
+            str(self.workers),
+            "--sqlite-synchronous",
+            self.sqlite_synchronous.upper(),
+            "--control-socket",
+            str(self.control_socket),
+            "--placement",
+            str(self.placement_file),
         ]
         proc = subprocess.Popen(
             [*launch, "start", "--no-browser", "--port", str(self.port), "--internal-host", "127.0.0.1"],

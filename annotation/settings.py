@@ -76,14 +76,16 @@ def load_roster(path: str | os.PathLike) -> Roster:
     """roster.toml: `annotators = ["a@x.org", "b@x.org"]`, `adjudicator = "c@x.org"`."""
     p = Path(path)
     if not p.is_file():
-        raise SettingsError(f"{p}: roster file not found (annotators = [...], adjudicator = \"...\")")
+        raise SettingsError(f'{p}: roster file not found (annotators = [...], adjudicator = "...")')
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{p}: not valid TOML: {exc}") from exc
     if "annotators" not in data or "adjudicator" not in data:
         raise SettingsError(f"{p}: needs both `annotators` (a list) and `adjudicator`")
-    return Roster(annotators=tuple(str(a).strip().lower() for a in data["annotators"]), adjudicator=str(data["adjudicator"]).strip().lower())
+    return Roster(
+        annotators=tuple(str(a).strip().lower() for a in data["annotators"]), adjudicator=str(data["adjudicator"]).strip().lower()
+    )
 
 
 def secrets_path() -> Path:

@@ -86,9 +86,7 @@ class Assignment:
     exhausted: dict[str, str]  # clip id → why no two annotators are left (goes to adjudication)
 
 
-def assign(
-    clip_ids: list[str], roster: Roster, existing: dict[str, set[str]], skipped: dict[str, set[str]] | None = None
-) -> Assignment:
+def assign(clip_ids: list[str], roster: Roster, existing: dict[str, set[str]], skipped: dict[str, set[str]] | None = None) -> Assignment:
     """`existing`: clip id → annotators who have a task for it; `skipped`: clip id → who skipped it."""
     skipped = skipped or {}
     out = Assignment({a: [] for a in roster.annotators}, {})

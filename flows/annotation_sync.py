@@ -40,7 +40,11 @@ def annotation_sync_flow(
     report = sync_task(dataset, settings_path, roster, document_root)
     logger.info(
         "annotation sync: %d clips, tasks created %s, annotations %s, %d problems, labels %s, %d awaiting adjudication",
-        report["clips"], report["tasks_created"], report["annotations"], len(report["problems"]), report["labels"],
+        report["clips"],
+        report["tasks_created"],
+        report["annotations"],
+        len(report["problems"]),
+        report["labels"],
         report["pending_adjudication"],
     )
     for who, progress in report["per_annotator"].items():

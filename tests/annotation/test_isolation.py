@@ -28,8 +28,14 @@ from tests.annotation.ls_fixtures import make_workflow
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "annotation"
 FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -210,10 +216,12 @@ def test_a_s_queue_completes_by_keyboard_and_a_skip_reaches_a_third_annotator(te
     rep = _sync(wf)
     assert rep.per_annotator[b]["skipped"] == 1 and rep.per_annotator[b]["waiting"] == 0
     assert rep.reassigned == 1
-    skipped_clip = next(
-        t["data"]["clip_id"] for t in export_tasks(wf.org(pb), pb) if any(x["was_cancelled"] for x in t["annotations"])
-    )
-    holders = {x for x in (a, b, c) if any(t["data"]["clip_id"] == skipped_clip for t in export_tasks(wf.org(wf.projects.first[x]), wf.projects.first[x]))}
+    skipped_clip = next(t["data"]["clip_id"] for t in export_tasks(wf.org(pb), pb) if any(x["was_cancelled"] for x in t["annotations"]))
+    holders = {
+        x
+        for x in (a, b, c)
+        if any(t["data"]["clip_id"] == skipped_clip for t in export_tasks(wf.org(wf.projects.first[x]), wf.projects.first[x]))
+    }
     assert len(holders) == 3, holders  # the third annotator has it now
     if flagged_ids & {t["data"]["clip_id"] for t in tasks[a]}:
         assert any("hallucination" in t["data"]["asr_note"] for t in export_tasks(wf.org(pa), pa))
@@ -228,7 +236,9 @@ def test_adjudicator_sees_both_labels_without_names(team, browser):
         for t in export_tasks(wf.org(pid), pid):
             if not t["annotations"]:
                 emotion = "mixed" if x == wf.roster.annotators[2] else "happy"
-                wf.client_for(x).annotations.create(id=t["id"], result=[choice_result("style", "bel canto"), choice_result("emotion", emotion)])
+                wf.client_for(x).annotations.create(
+                    id=t["id"], result=[choice_result("style", "bel canto"), choice_result("emotion", emotion)]
+                )
     rep = _sync(wf)
     assert rep.adjudication_created + rep.adjudication_updated >= 1, rep.as_dict()
     padj = wf.projects.adjudication
@@ -245,7 +255,8 @@ def test_adjudicator_sees_both_labels_without_names(team, browser):
     # The order is drawn per clip: over many clips, "Label 1" is annotator A's about half the time.
     firsts = [
         Pair(f"clip-{i}", ("a@x", "b@x"), {"style": "pop", "emotion": "sad"}, {"style": "bel canto", "emotion": "sad"})
-        .first_labels_text().startswith("Label 1: style pop")
+        .first_labels_text()
+        .startswith("Label 1: style pop")
         for i in range(400)
     ]
     assert 150 < sum(firsts) < 250
@@ -276,3 +287,12 @@ def test_renamed_project_keeps_syncing_and_a_deleted_one_is_reported_not_recreat
     token = wf.projects.tokens[pa]  # A's organization: nothing was recreated in it
     r = requests.get(f"{wf.settings.url}/api/projects/", headers={"Authorization": f"Token {token}"}, timeout=30)
     assert r.json()["results"] == []
+    # Asked for explicitly, A gets a new project; A's labels are in the dataset, so nothing is re-sent.
+    replaced = setup_projects(
+        wf.server, wf.settings, wf.roster, wf.document_root / wf.settings.media_subdir, wf.projects, replace_missing=True
+    )
+    assert replaced.first[a] != pa and {x: replaced.first[x] for x in wf.roster.annotators[1:]} == {
+        x: wf.projects.first[x] for x in wf.roster.annotators[1:]
+    }
+    rep = run_sync(wf.dataset, wf.service, wf.settings, wf.roster, replaced, wf.document_root)
+    assert rep.tasks_created.get(a, 0) == 0, rep.tasks_created

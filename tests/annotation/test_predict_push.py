@@ -13,10 +13,7 @@ from annotation.workspace import record_projects
 
 def _preds(clips):
     conf = [0.55, 0.95, 0.7, 0.85]
-    return [
-        Prediction(c.clip_id, {"pop": p, "bel canto": 1 - p}, {"happy": 1 - p, "sad": p, "mixed": 0.0})
-        for c, p in zip(clips, conf)
-    ]
+    return [Prediction(c.clip_id, {"pop": p, "bel canto": 1 - p}, {"happy": 1 - p, "sad": p, "mixed": 0.0}) for c, p in zip(clips, conf)]
 
 
 def test_order_is_most_uncertain_first(workflow):
@@ -40,7 +37,9 @@ def test_push_creates_one_prediction_per_task_once(workflow):
             style = next(r for r in pred.result if r["from_name"] == "style")
             assert style["value"]["choices"] == [max(p.style_probs, key=p.style_probs.get)]
         views = wf.org(pid).views.list(project=pid)
-        assert any((v.data or {}).get("title") == VIEW_TITLE and (v.data or {}).get("ordering") == ["tasks:predictions_score"] for v in views)
+        assert any(
+            (v.data or {}).get("title") == VIEW_TITLE and (v.data or {}).get("ordering") == ["tasks:predictions_score"] for v in views
+        )
     assert push_predictions([(wf.org(pid), pid) for pid in pids], _preds(wf.clips), model_version="test-model") == 0
 
 
@@ -57,7 +56,17 @@ def test_cli_refuses_a_missing_model_and_pushes_a_predictions_file(workflow, tmp
     roster.write_text(f"annotators = {json.dumps(list(wf.roster.annotators))}\nadjudicator = {json.dumps(wf.roster.adjudicator)}\n")
     settings = tmp_path / "settings.toml"
     settings.write_text('[annotation]\nproject_prefix = "Shared"\n')
-    args = ["annotate", "predict-push", "no-such-model", "--dataset", str(wf.dataset.root), "--roster", str(roster), "--settings", str(settings)]
+    args = [
+        "annotate",
+        "predict-push",
+        "no-such-model",
+        "--dataset",
+        str(wf.dataset.root),
+        "--roster",
+        str(roster),
+        "--settings",
+        str(settings),
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "not a model run folder" in " ".join(res.output.split())
     preds = tmp_path / "preds.json"
