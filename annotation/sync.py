@@ -247,9 +247,9 @@ def _save_annotations(ds: Dataset, records, problems: list[Problem], report: Syn
 def _save_labels(ds: Dataset, labels: list[dict], report: SyncReport) -> None:
     current = ds.to_pandas("labels", columns=["clip_id", "resolution"])
     imported = set(current.loc[current["resolution"] == "imported", "clip_id"])
-    keep = [l for l in labels if l["clip_id"] not in imported]
+    keep = [lab for lab in labels if lab["clip_id"] not in imported]
     report.kept_imported = len(labels) - len(keep)
-    report.agreed = sum(l["resolution"] == "agreed" for l in keep)
-    report.adjudicated = sum(l["resolution"] == "adjudicated" for l in keep)
+    report.agreed = sum(lab["resolution"] == "agreed" for lab in keep)
+    report.adjudicated = sum(lab["resolution"] == "adjudicated" for lab in keep)
     if keep:
         _add(report.labels, ds.upsert("labels", keep))

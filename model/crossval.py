@@ -63,7 +63,7 @@ def crossval(
             fold_feats, _ = normalize_features(raw_feats, singers, "global", ref)
         vocab = Vocab.build([examples[i].transcript for i in idx["train"]]) if needs_vocab(cfg) else None
 
-        def pack(ids):
+        def pack(ids, fold_feats=fold_feats):  # bound now: this fold's features
             return ([fold_feats[i] for i in ids] if fold_feats is not None else None, [examples[i].transcript for i in ids], {t: ys[t][ids] for t in cfg.tasks})
 
         audio_dim = raw_feats[0].shape[1] if raw_feats is not None else None

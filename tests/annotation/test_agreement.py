@@ -71,7 +71,7 @@ def test_resolve_agreed_adjudicated_pending_incomplete():
         ]
     )
     res = resolve(ann, now)
-    by = {l["clip_id"]: l for l in res.labels}
+    by = {lab["clip_id"]: lab for lab in res.labels}
     assert by["c1"]["resolution"] == "agreed" and by["c1"]["annotators"] == ["a@x", "b@x"]
     assert (by["c2"]["style"], by["c2"]["emotion"], by["c2"]["resolution"]) == ("bel canto", "mixed", "adjudicated")
     assert res.pending == ["c3"] and res.incomplete == ["c4"]
