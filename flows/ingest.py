@@ -15,6 +15,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
@@ -169,6 +170,12 @@ def ingest_flow(
     identity = model_identity(cfg)  # a missing model fails here, once, with how to provide it
     sources, problems = discover_takes(recordings, import_csv, cfg)
     report = IngestReport(discovered=len(sources))
+    if import_csv is not None:  # rows of this CSV rejected by an earlier run and fixed since (e.g. a label now in [labels])
+        current = {(p.stage, p.source) for p in problems}
+        prefix = f"{Path(import_csv).name}:"
+        stale = [k for k in ds.keys("rejects") if k[0] == "import" and k[1].startswith(prefix) and k not in current]
+        if stale:
+            ds.delete("rejects", stale)
     for problem in problems:
         add_reject(ds, problem.stage, problem.source, problem.reason)
         report.rejects.append({"stage": problem.stage, "source": problem.source, "reason": problem.reason})
