@@ -71,7 +71,7 @@ def build(root: Path, name: str) -> Dataset:
     takes, clips, labels = [], [], []
     for row in read_labels(name).to_dict("records"):
         prepared = prepare_take(row["abs_path"])
-        tid = take_id_for_content(prepared.clip.sha256)
+        tid = take_id_for_content(prepared.audio.sha256)
         takes.append(take_record(tid, prepared, {"session": name, "singer": row["singer"], "language": row.get("language")}))
         clip = whole_clip_record(tid, prepared, name, row["singer"])
         # The corpus's reference lyrics stand in for the transcript (a perfect Whisper run) so the

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
@@ -227,6 +228,12 @@ def ingest_flow(
         report.rejects.append({"stage": stage, "source": source, "reason": reason})
 
     try:
+        if import_csv is not None:  # rows of this CSV rejected by an earlier run and fixed since (e.g. a label now in [labels])
+            current = {(p.stage, p.source) for p in problems}
+            prefix = f"{Path(import_csv).name}:"
+            stale = [k for k in ds.keys("rejects") if k[0] == "import" and k[1].startswith(prefix) and k not in current]
+            if stale:
+                ds.delete("rejects", stale)
         for problem in problems:
             reject(problem.stage, problem.source, problem.reason)
         by_id, by_sha = known_takes(ds)

@@ -70,7 +70,7 @@ def logmel(audio16k: np.ndarray) -> np.ndarray:
 def load_whisper(name: str):
     """The bundled openai-whisper model (assembled by pipeline.models_cache), on the CPU, in eval mode."""
     from pipeline.models_cache import assemble_openai
-    from pipeline.transcribe.reference import load_openai_checkpoint
+    from pipeline.transcribe.openai_backend import load_openai_checkpoint
 
     return load_openai_checkpoint(assemble_openai(name))
 

@@ -32,8 +32,11 @@ class AudioError(InputError):
 
 
 @dataclass
-class AudioClip:
-    """A validated mono signal and where it came from."""
+class TakeAudio:
+    """A whole take (or any recording) loaded as a validated mono signal, and where it came from.
+
+    Not a dataset clip: clips are the segments of a take that ingest cuts (pipeline.segment).
+    """
 
     samples: np.ndarray  # float32, shape (n,), full scale ±1
     sample_rate: int
@@ -188,7 +191,7 @@ def _decode(path: Path, info: sf._SoundFileInfo, cfg: AudioConfig) -> _Scan:
     return scan
 
 
-def load_audio(path: str | os.PathLike, cfg: AudioConfig = AudioConfig()) -> AudioClip:
+def load_audio(path: str | os.PathLike, cfg: AudioConfig = AudioConfig()) -> TakeAudio:
     """Read WAV/FLAC (any rate, depth, channel count) into a validated mono clip.
 
     The header is checked first (length limit, declared frames); the samples are then decoded in
@@ -226,7 +229,7 @@ def load_audio(path: str | os.PathLike, cfg: AudioConfig = AudioConfig()) -> Aud
 
         mono = resample(mono, rate, cfg.expected_rate)
         resampled_from, rate = rate, cfg.expected_rate
-    return AudioClip(
+    return TakeAudio(
         samples=np.ascontiguousarray(mono, dtype=np.float32),
         sample_rate=rate,
         subtype=info.subtype,

@@ -144,11 +144,11 @@ def load_transcriber(
         if key not in _LOADED:
             files = resolve_model(model, backend)
             if backend == "faster-whisper":
-                from pipeline.transcribe.faster import FasterWhisperTranscriber
+                from pipeline.transcribe.faster_backend import FasterWhisperTranscriber
 
                 _LOADED[key] = FasterWhisperTranscriber(files, model, compute_type=compute_type, threads=threads)
             else:
-                from pipeline.transcribe.reference import OpenAIWhisperTranscriber
+                from pipeline.transcribe.openai_backend import OpenAIWhisperTranscriber
 
                 _LOADED[key] = OpenAIWhisperTranscriber(files, model, threads=threads)
         return _LOADED[key]

@@ -42,7 +42,7 @@ def real_rows(gtsinger):
     takes, clips = [], []
     for _, row in gtsinger.head(4).iterrows():
         prepared = prepare_take(row["abs_path"])
-        take_id = take_id_for_content(prepared.clip.sha256)
+        take_id = take_id_for_content(prepared.audio.sha256)
         takes.append(take_record(take_id, prepared, {"singer": row["singer"], "session": "gtsinger", "song": row["song"]}))
         clips.append(whole_clip_record(take_id, prepared, "gtsinger", row["singer"]))
     return takes, clips

@@ -1,4 +1,4 @@
-"""openai-whisper backend: the reference implementation named by the paper (PyTorch, float32 on CPU)."""
+"""openai-whisper backend (PyTorch, float32 on CPU): the implementation the paper names, on the same weights as faster-whisper."""
 
 from __future__ import annotations
 
