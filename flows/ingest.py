@@ -34,6 +34,7 @@ from pipeline.ingest import (
     write_take,
 )
 from pipeline.models_cache import ModelNotFoundError
+from pipeline.objectstore import local_recordings
 from pipeline.transcribe import resolve_model
 
 TRANSIENT = (TimeoutError, ConnectionError, InterruptedError, BlockingIOError)
@@ -170,6 +171,7 @@ def ingest_flow(
     logger = get_run_logger()
     cfg = IngestSettings.from_dict(settings)
     ds = Dataset(dataset)
+    recordings = local_recordings(recordings)  # an s3:// root is mirrored to a local folder first
     identity = model_identity(cfg)  # a missing model fails here, once, with how to provide it
     sources, problems = discover_takes(recordings, import_csv, cfg)
     report = IngestReport(discovered=len(sources))

@@ -44,8 +44,10 @@ def print_report(report: dict) -> None:
 
 
 def ingest(
-    recordings: Path = typer.Argument(..., help="Recordings root: session folders of <take>.wav + <take>.json, or any WAV/FLAC files."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder (local path or fsspec URL)."),
+    recordings: str = typer.Argument(
+        ..., help="Recordings root (a folder, or an s3:// prefix mirrored locally first): session folders of <take>.wav + <take>.json, or any WAV/FLAC files."
+    ),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder or s3:// URL."),
     import_csv: Path = typer.Option(None, "--import-csv", help="CSV with a `path` column (relative to RECORDINGS) + manifest fields; `style`/`emotion` become imported labels."),
     model: str = typer.Option(PRODUCTION_DEFAULT, "--model", "-m", help="Whisper model name (large-v3, base, tiny.en…) or path."),
     backend: str = typer.Option("auto", help="auto | faster-whisper | openai-whisper."),
@@ -79,6 +81,9 @@ def ingest(
     try:
         cfg = IngestSettings.from_dict(settings)
         model_identity(cfg)  # a missing model is reported before anything starts
+        from pipeline.objectstore import local_recordings
+
+        recordings = local_recordings(recordings)
         sources, _ = discover_takes(recordings, import_csv, cfg)
     except (ValueError, FileNotFoundError) as exc:  # ModelNotFoundError is a FileNotFoundError
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
