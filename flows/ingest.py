@@ -39,6 +39,7 @@ from pipeline.ingest import (
     write_take,
 )
 from pipeline.leases import TakeLeases
+from pipeline.objectstore import local_recordings
 from pipeline.transcribe import resolve_model
 
 TRANSIENT = (TimeoutError, ConnectionError, InterruptedError, BlockingIOError)
@@ -217,6 +218,7 @@ def ingest_flow(
     STOPPING.clear()
     cfg = IngestSettings.from_dict(settings)  # validated once here; tasks get the typed settings
     ds = Dataset(dataset)
+    recordings = local_recordings(recordings)  # an s3:// root is mirrored to a local folder first
     identity = model_identity(cfg)  # a missing model fails here, once, with how to provide it
     sources, problems = discover_takes(recordings, import_csv, cfg)
     report = IngestReport(discovered=len(sources))

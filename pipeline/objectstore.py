@@ -239,3 +239,16 @@ def mirror_prefix(url: str, dest: str | os.PathLike, suffixes: tuple[str, ...] |
             shutil.copyfileobj(src, out, 1 << 20)
         os.utime(target, ns=(mtime_ns, mtime_ns))  # the object's own time: unchanged objects are skipped
     return dest
+
+
+def local_recordings(recordings: str, cache: str | os.PathLike | None = None) -> str:
+    """A recordings root to ingest from: a folder as is; an `s3://` prefix mirrored to a local cache.
+
+    The cache is `$CANTOLAB_RECORDINGS_CACHE` (default `~/.cache/cantolab/recordings`), one folder per
+    bucket and prefix, refreshed with new or changed objects only (audio, manifests, CSVs).
+    """
+    if not str(recordings).startswith(("s3://", "s3a://")):
+        return str(recordings)
+    root = Path(cache or os.environ.get("CANTOLAB_RECORDINGS_CACHE") or Path.home() / ".cache" / "cantolab" / "recordings")
+    where = root / str(recordings).split("://", 1)[1].strip("/")
+    return str(mirror_prefix(str(recordings), where, suffixes=(".wav", ".flac", ".json", ".csv")))

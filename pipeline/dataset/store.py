@@ -524,7 +524,3 @@ class Dataset:
 def add_reject(ds: Dataset, stage: str, source: str, reason: str, details: str = "") -> None:
     """Quarantine what a stage could not process; a later success for the same source may delete it."""
     ds.upsert("rejects", [{"stage": stage, "source": str(source), "reason": reason, "details": details, "at": _now()}])
-
-
-def open_dataset(root: str | os.PathLike | Dataset, version: int | dict[str, int] | str | None = None) -> Dataset:
-    return root if isinstance(root, Dataset) and version is None else Dataset(root.root if isinstance(root, Dataset) else root, version)

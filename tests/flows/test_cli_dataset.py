@@ -86,3 +86,18 @@ def test_pins_listed_and_dropped(tmp_dataset):
     assert "unpinned model:/models/run-1: 1" in out.stdout and tmp_dataset.pins() == {}
     out = subprocess.run([*CLI, "dataset", "vacuum", tmp_dataset.root, "--dry-run"], capture_output=True, text=True, check=True)
     assert "labels: would remove 0 file(s)" in out.stdout
+
+
+def test_migrate_in_place_keeps_a_backup_and_other_files(tmp_path):
+    import shutil
+
+    old = tmp_path / "dataset"
+    shutil.copytree(LEGACY, old)
+    (old / ".ingest-cache").mkdir()
+    (old / ".ingest-cache" / "keep.txt").write_text("x")
+    out = subprocess.run([*CLI, "dataset", "migrate", str(old)], capture_output=True, text=True)
+    assert out.returncode == 0 and "every row preserved" in out.stdout and ".pre-delta-backup" in out.stdout, out.stdout + out.stderr
+    js = json.loads(subprocess.run([*CLI, "dataset", "info", str(old), "--json"], capture_output=True, text=True, check=True).stdout)
+    assert js["rows"]["clips"] == 6 and js["rows"]["labels"] == 4
+    assert (old / ".ingest-cache" / "keep.txt").exists() and len(list((old / ".pre-delta-backup" / "labels").glob("part-*.parquet"))) == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dataset.")]  # no staging left behind
