@@ -31,6 +31,7 @@ class ModelConfig:
     whisper_model: str = "base"
     whisper_tune_layers: int = 0  # Whisper's top encoder blocks trained with the model (0 = frozen states)
     freeze_pretrained: bool = True  # the pretrained lyrics backbone
+    frame_pool: int = 1  # audio states averaged in groups of k frames before the interaction (4: 25 → 6.25 frames/s, ~6× cheaper co-attention)
     probe: bool = True  # pooled input features straight into each head beside the interaction path (contains the linear probe)
 
 
@@ -128,7 +129,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
     m = cfg.model
     at_least_one = {"epochs": cfg.epochs, "patience": cfg.patience, "batch_size": cfg.batch_size, "max_frames": cfg.max_frames,
                     "eval_max_frames": cfg.eval_max_frames, "max_tokens": cfg.max_tokens, "model.d_model": m.d_model,
-                    "model.layers": m.layers, "model.heads": m.heads}  # fmt: skip
+                    "model.layers": m.layers, "model.heads": m.heads, "model.frame_pool": m.frame_pool}  # fmt: skip
     for name, value in at_least_one.items():
         if value < 1:
             raise ConfigError(f"{name}={value} must be 1 or more")
