@@ -27,6 +27,7 @@ DEVICE_NAME = "cantolab_virtual_interface"
 
 
 def write_s32_infile(path: Path, samples_int32: np.ndarray) -> Path:
+    """Mono (frames,) or interleaved multichannel (frames, channels) 32-bit samples."""
     np.ascontiguousarray(samples_int32, dtype="<i4").tofile(path)
     return path
 
@@ -37,9 +38,11 @@ def write_f32_infile(path: Path, samples_int32: np.ndarray) -> Path:
     return path
 
 
-def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, convert: bool = True) -> str:
+def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, convert: bool = True, channels: int = 1) -> str:
     """`convert=False` leaves out ALSA's `plug` layer: the device then only runs at the JACK
-    server's own rate, like an interface locked to its clock (what a 44.1 kHz-only device test needs)."""
+    server's own rate, like an interface locked to its clock (what a 44.1 kHz-only device test needs).
+    `channels` > 1 (unpaced only): an N-channel interface whose infile holds interleaved frames; a
+    client opening fewer channels gets ALSA plug's down-mix of them, not the first ones."""
     if paced:
         slave = "pcm.cantolab_jack { type jack; capture_ports { 0 system:capture_1 } }\n"
         slave_ref, fmt = '"cantolab_jack"', "FLOAT_LE"
@@ -50,7 +53,7 @@ def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, c
         + slave
         + f'pcm.cantolab_file {{ type file; slave.pcm {slave_ref}; file "/dev/null"; infile "{infile}"; format "raw" }}\n'
         + (
-            f'pcm.{name} {{ type plug; slave {{ pcm "cantolab_file"; format {fmt}; rate 48000; channels 1 }} }}\n'
+            f'pcm.{name} {{ type plug; slave {{ pcm "cantolab_file"; format {fmt}; rate 48000; channels {channels} }} }}\n'
             if convert
             else f'pcm.{name} {{ type file; slave.pcm {slave_ref}; file "/dev/null"; infile "{infile}"; format "raw" }}\n'
         )
@@ -58,9 +61,9 @@ def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, c
     )
 
 
-def write_alsa_config(folder: Path, infile: Path, *, paced: bool = False, convert: bool = True) -> Path:
+def write_alsa_config(folder: Path, infile: Path, *, paced: bool = False, convert: bool = True, channels: int = 1) -> Path:
     path = Path(folder) / ("asound-paced.conf" if paced else "asound.conf")
-    atomic_write_text(path, alsa_config(Path(infile).resolve(), paced=paced, convert=convert))
+    atomic_write_text(path, alsa_config(Path(infile).resolve(), paced=paced, convert=convert, channels=channels))
     return path
 
 
