@@ -273,7 +273,8 @@ class Dataset:
         if self._legacy_parts(name):
             raise DatasetError(
                 f"{name}: {uri} is a dataset in the old Parquet-parts layout (before Delta Lake); convert it with "
-                f"`cantolab dataset migrate {self.root} NEW_FOLDER` and use the new folder"
+                f"`cantolab dataset migrate {self.root}` (in place, the old parts kept as a backup) or "
+                f"`cantolab dataset migrate {self.root} NEW_FOLDER`"
             )
         if version is not None:
             raise DatasetError(f"{name}: version {version} asked for, but {uri} has no table")
