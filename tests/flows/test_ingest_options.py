@@ -5,6 +5,7 @@ ingests every take once, `--vad` transcribes without keeping encoder frames."""
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -31,9 +32,46 @@ def _centred(take: dict) -> np.ndarray:
     return load_audio(take["source_path"]).samples.astype(np.float64) - take["dc_offset"]
 
 
-def test_rms_normalization_short_clips_and_two_at_once(prefect_harness, recordings, tmp_path):  # noqa: F811
+class _Overlap:
+    """Counts transcriptions in flight: a wrapper around the real transcriber (not a mock), since
+    the number running at once is not visible in the dataset."""
+
+    def __init__(self):
+        self.active = self.peak = self.calls = 0
+        self.lock = threading.Lock()
+
+    def around(self, load):
+        def counting_load(*args, **kwargs):
+            real, counter = load(*args, **kwargs), self
+
+            class Counting:
+                def __getattr__(self, name):
+                    return getattr(real, name)
+
+                def transcribe(self, *a, **kw):
+                    with counter.lock:
+                        counter.active += 1
+                        counter.calls += 1
+                        counter.peak = max(counter.peak, counter.active)
+                    try:
+                        return real.transcribe(*a, **kw)
+                    finally:
+                        with counter.lock:
+                            counter.active -= 1
+
+            return Counting()
+
+        return counting_load
+
+
+def test_rms_normalization_short_clips_and_two_at_once(prefect_harness, recordings, tmp_path, monkeypatch):  # noqa: F811
+    import pipeline.ingest
+
+    overlap = _Overlap()
+    monkeypatch.setattr(pipeline.ingest, "load_transcriber", overlap.around(pipeline.ingest.load_transcriber))
     ds = Dataset(tmp_path / "dataset")
     _ingest(recordings, ds.root, "--normalize", "rms", "--min-clip", "2", "--max-clip", "4", "--concurrency", "2")
+    assert (overlap.calls, overlap.peak) == (3, 2)  # three takes, two transcribed at once, never three
     takes = ds.read("takes").to_pylist()
     assert len(takes) == 3 and len({t["take_id"] for t in takes}) == 3
     for take in takes:
