@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -10,10 +9,12 @@ from pipeline.synth import long_take_wav
 
 
 def _peak_rss_mb(code: str) -> tuple[int, str, float]:
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    return os.waitstatus_to_exitcode(status), out, usage.ru_maxrss / 1024
+    """Exit status, output and the child's own peak RSS (VmHWM; wait4's figure includes the parent's)."""
+    epilogue = "\nprint('PEAK_RSS_KB', open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
+    proc = subprocess.run([sys.executable, "-c", code + epilogue], capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    peak = next((int(line.split()[1]) / 1024 for line in lines if line.startswith("PEAK_RSS_KB")), float("inf"))
+    return proc.returncode, proc.stdout + proc.stderr, peak
 
 
 def test_two_hour_wav_refused_by_predict_without_decoding_it(tmp_path):
