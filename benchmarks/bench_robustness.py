@@ -6,7 +6,7 @@
 - a 2-hour 24-bit WAV: peak RSS of `cantolab ingest` on it, and of predict's audio path on it
   next to the same process with only the imports (target < 400 MB).
 
-Each measurement is a child process whose peak RSS comes from wait4; the Prefect server is
+Each measurement is a child process that reports its own peak RSS (VmHWM); the Prefect server is
 started once here (not a child of the measured process, so its memory is not counted).
 CANTOLAB_BENCH_ROBUSTNESS_TAKES="1000,3000" sets the two take counts (smaller for a quick look).
 """
@@ -31,17 +31,23 @@ SETTINGS = {"model": "tiny.en", "transcribe": {"beam_size": 1, "keep_encoder_fra
 
 
 def _child(code: str, env: dict) -> tuple[str, float, float]:
-    """Run `code` in a fresh interpreter: its stdout, wall seconds and peak RSS in MB."""
+    """Run `code` in a fresh interpreter: its stdout, wall seconds and its own peak RSS in MB.
+
+    The child reports its VmHWM itself: the ru_maxrss of an exec'd child carries the parent's
+    high-water mark from before the exec.
+    """
+    epilogue = "\nprint('PEAK_RSS_KB', open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=out, stderr=subprocess.DEVNULL, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        out.seek(0)
-        text = out.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"child failed ({os.waitstatus_to_exitcode(status)}): {text[-2000:]}")
-    return text, wall, usage.ru_maxrss / 1024
+    proc = subprocess.run(
+        [sys.executable, "-c", code + epilogue], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed ({proc.returncode}): {proc.stdout[-2000:]}")
+    lines = proc.stdout.strip().splitlines()
+    peak = int(next(line for line in lines if line.startswith("PEAK_RSS_KB")).split()[1]) / 1024
+    text = "\n".join(line for line in lines if not line.startswith("PEAK_RSS_KB"))
+    return text, wall, peak
 
 
 def _flow_code(recordings: Path, dataset: Path, csv: Path | None = None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 
 from pipeline.audio import AudioError, sha256_file
@@ -62,6 +64,20 @@ def quiet_run_logs() -> None:
 # Set when a run is being stopped (SIGTERM, Ctrl-C): takes not yet transcribing give up at once
 # instead of each transcribing in turn while the process waits for its worker threads.
 STOPPING = threading.Event()
+
+
+# After a SIGTERM, Prefect waits for the take being transcribed before it reports the crash and
+# exits; a long take on a busy machine could hold the process for minutes. This bounds that wait.
+# Cutting a take short is safe: its `takes` row is written last, so the next run redoes it.
+SIGTERM_GRACE_SECONDS = 10.0
+
+
+def _exit_after_grace(signum: int) -> None:
+    def stop() -> None:
+        time.sleep(SIGTERM_GRACE_SECONDS)
+        os._exit(128 + int(signum))
+
+    threading.Thread(target=stop, name="sigterm-grace", daemon=True).start()
 
 
 class RunStopping(Exception):
@@ -313,8 +329,10 @@ def ingest_flow(
                 collect(next(as_completed(list(pending))))
         while pending:
             collect(next(as_completed(list(pending))))
-    except BaseException:  # SIGTERM (Prefect's TerminationSignal), Ctrl-C: let waiting takes give up
+    except BaseException as exc:  # SIGTERM (Prefect's TerminationSignal), Ctrl-C: let waiting takes give up
         STOPPING.set()
+        if isinstance(exc, TerminationSignal):
+            _exit_after_grace(exc.signal)
         raise
     finally:
         for _, lease in pending.values():
