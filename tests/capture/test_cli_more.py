@@ -27,7 +27,7 @@ def test_the_system_default_alias_is_not_taken_silently(tmp_path, null_device):
     i = args.index("--device")
     del args[i : i + 2]
     run = capture_cli(args, _without_device(null_device))
-    text = " ".join(run.stdout.split())
+    text = " ".join(run.stderr.split())
     assert run.returncode == 2, run.stdout + run.stderr
     assert "does not say which interface records" in text and "cantolab_virtual_interface (ALSA)" in text
     assert not list(tmp_path.rglob("*.wav"))
@@ -69,7 +69,7 @@ def test_play_sends_the_take_bit_exactly_to_the_default_output(tmp_path, null_de
     assert np.array_equal(played[start : start + take.size], take)
     assert not np.any(played[start + take.size :])
     missing = capture_cli(["play", "nosuchtake", "--recordings", str(tmp_path / "REC")], device)
-    assert missing.returncode == 2 and "no take 'nosuchtake'" in missing.stdout
+    assert missing.returncode == 2 and "no take 'nosuchtake'" in missing.stderr
 
 
 @pytest.mark.timeout(90)

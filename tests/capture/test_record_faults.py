@@ -64,5 +64,5 @@ def test_read_only_recordings_folder_is_a_clear_error(tmp_path, null_device):
 def test_unusable_session_names_are_refused(tmp_path, null_device, session, words):
     run = capture_cli(record_args(tmp_path / "REC", "--seconds", "1", session=session), null_device)
     assert run.returncode == 2, run.stdout + run.stderr
-    assert words in " ".join(run.stdout.split()) and "Traceback" not in run.stdout + run.stderr
+    assert words in " ".join(run.stderr.split()) and "Traceback" not in run.stdout + run.stderr
     assert not (tmp_path / "REC").exists()
