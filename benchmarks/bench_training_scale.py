@@ -108,6 +108,7 @@ def child(folder: str, threads: int) -> dict:
             "d_model": 64,
             "variant": "coattn",
             "probe": True,
+            "frame_pool": cfg.model.frame_pool,
             "threads": threads,
         },
     }
