@@ -105,7 +105,7 @@ class TrainConfig:
     def from_dict(cls, data: dict | None) -> TrainConfig:
         """Types, nesting, list→tuple and unknown keys by pipeline.settings (pydantic); the choices,
         ranges and cross-field rules by `validate`. Errors name the field (`lr: Input should be a valid number`)."""
-        return validate(cls, data).validate()
+        return validate(cls, data, strict=True).validate()
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

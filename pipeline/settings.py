@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import tomllib
 import typing
@@ -77,20 +78,25 @@ def _message(exc: ValidationError, where: str, table: str) -> str:
             msg = "unknown setting"
         elif err["type"] == "missing_argument":
             msg = "required setting is missing"
+        elif err["type"].endswith(("_type", "_parsing")) and "input" in err:
+            msg += f" (got {err['input']!r})"  # what the person wrote: "64", "yes", 3 where a list belongs
         problems.append(msg if not err["loc"] and ": " in msg else f"{field}: {msg}")  # __post_init__ names its field
     return (f"{where}: " if where else "") + "; ".join(problems)
 
 
-def validate(kind: type[T], data: Mapping | T | None, where: str = "", table: str = "") -> T:
+def validate(kind: type[T], data: Mapping | T | None, where: str = "", table: str = "", strict: bool = False) -> T:
     """`data` as the frozen dataclass `kind` (an instance passes through): nested dicts become nested
     dataclasses, lists tuples, choices are checked against `Literal`s, unknown keys are refused.
-    A ConfigError names each bad field (`model.lr: Input should be a valid number`), under `table` (the
+    `strict`: no coercion (a hand-written JSON config's "64" or "yes" is an error, not a number or a
+    bool); lists still become tuples, as in JSON. A ConfigError names each bad field (`model.lr: Input should be a valid number`), under `table` (the
     settings file's table, e.g. "labels"), prefixed by `where` (the file)."""
     if isinstance(data, kind):
         return data
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"{where or kind.__name__}: settings must be a table, not {type(data).__name__}")
     try:
+        if strict:
+            return _adapter(kind).validate_json(json.dumps(dict(data or {}), default=list), strict=True)
         return _adapter(kind).validate_python(dict(data or {}))
     except ValidationError as exc:
         raise ConfigError(_message(exc, where, table)) from None

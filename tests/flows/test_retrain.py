@@ -112,8 +112,8 @@ def champion(dataset, prefect_harness, tmp_path_factory):
 
 
 def test_equal_scores_keep_the_champion(champion, tmp_path):
-    """Promotion needs a strictly better score: a challenger that scores the same (here the
-    champion's own weights under another name) is kept out, with min_improvement at its default 0."""
+    """Promotion needs an interval above the margin: a challenger that scores the same (here the
+    champion's own weights under another name) is kept out, with the margin at its default 0."""
     import shutil
 
     from model.champion import decide
@@ -122,12 +122,12 @@ def test_equal_scores_keep_the_champion(champion, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(src, models)
     twin = models / "challenger-twin"
-    shutil.copytree(models / first["challenger"], twin)
+    shutil.copytree(models / first["promoted_as"], twin)
     (twin / "decision.json").unlink()
     d = decide(models, twin, test)
     assert d.challenger_score == d.champion_score == pytest.approx(first["challenger_score"])
-    assert d.decision == "keep" and "<=" in d.reason, d
-    assert read_champion(models)["run"] == first["challenger"]
+    assert d.decision == "keep" and "does not lie above 0" in d.reason, d
+    assert read_champion(models)["run"] == first["promoted_as"]
     assert json.loads((twin / "decision.json").read_text())["decision"] == "keep"
 
 
@@ -143,7 +143,7 @@ def test_an_unloadable_champion_is_replaced_and_the_reason_recorded(champion, da
     src, first, _ = champion
     models = tmp_path / "models"
     shutil.copytree(src, models)
-    weights = models / first["challenger"] / "model.safetensors"
+    weights = models / first["promoted_as"] / "model.safetensors"
     if damage == "weights deleted":
         weights.unlink()
     elif damage == "weights truncated":
@@ -151,8 +151,8 @@ def test_an_unloadable_champion_is_replaced_and_the_reason_recorded(champion, da
     else:
         shutil.rmtree(weights.parent)
     d = retrain_flow(dataset.root, str(models), TINY | {"epochs": 1})
-    assert d["decision"] == "promote" and d["champion"] == first["challenger"], d
+    assert d["decision"] == "promote" and d["champion"] == first["promoted_as"], d
     assert d["reason"].startswith("champion cannot be evaluated") and d["champion_score"] is None
-    assert read_champion(models)["run"] == d["challenger"]
+    assert read_champion(models)["run"] == d["promoted_as"] and (models / d["promoted_as"]).is_dir()
     log = [json.loads(line) for line in (models / "decisions.jsonl").read_text().splitlines()]
     assert [x["decision"] for x in log] == ["promote", "promote"] and log[-1]["reason"] == d["reason"]

@@ -24,16 +24,16 @@ from tests.model.conftest import tiny_config
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"model": {"d_model": "64"}}, r"model\.d_model='64' must be a number \(int\), not str"),
-        ({"lr": "fast"}, r"lr='fast' must be a number \(float\), not str"),
-        ({"seeds": 3}, r"seeds=3 must be a list, e\.g\. seeds: \[0, 1, 2\]"),
+        ({"model": {"d_model": "64"}}, r"model\.d_model: Input should be a valid integer \(got '64'\)"),
+        ({"lr": "fast"}, r"lr: Input should be a valid number \(got 'fast'\)"),
+        ({"seeds": 3}, r"seeds: Input should be a valid array \(got 3\)"),
         ({"epochs": -5}, r"epochs=-5 must be 1 or more"),
-        ({"epochs": 2.5}, r"epochs=2\.5 must be a number \(int\)"),
-        ({"class_weights": "yes"}, r"class_weights='yes' must be true or false"),
+        ({"epochs": 2.5}, r"epochs: Input should be a valid integer"),
+        ({"class_weights": "yes"}, r"class_weights: Input should be a valid boolean \(got 'yes'\)"),
         ({"seeds": []}, r"at least one seed"),
-        ({"split": [0.5, 0.5]}, r"split=\[0\.5, 0\.5\] must be a list of 3 values"),
+        ({"split": [0.5, 0.5]}, r"split\.2: Field required"),
         ({"model": {"dropout": 1.5}}, r"model\.dropout=1\.5 must be in \[0, 1\)"),
-        ({"model": "big"}, r"model='big' must be an object"),
+        ({"model": "big"}, r"model: Input should be an object"),
     ],
 )
 def test_wrong_typed_or_impossible_values_name_the_field(data, message):
@@ -50,7 +50,7 @@ def test_config_file_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"cfg\.json: a training config is a JSON object"):
         TrainConfig.load(bad)
     bad.write_text(json.dumps({"lr": "fast"}))
-    with pytest.raises(ConfigError, match=r"cfg\.json: lr='fast'"):
+    with pytest.raises(ConfigError, match=r"cfg\.json: lr: Input should be a valid number"):
         TrainConfig.load(bad)
 
 
@@ -93,7 +93,7 @@ def _damaged(run_folder, tmp_path, name: str, content: bytes):
         (
             "config.json",
             lambda b: json.dumps(json.loads(b) | {"train_config": json.loads(b)["train_config"] | {"lr": "fast"}}).encode(),
-            r"config\.json: lr='fast'",
+            r"config\.json: lr: Input should be a valid number",
         ),
     ],
 )

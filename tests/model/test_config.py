@@ -25,7 +25,7 @@ def test_json_config_round_trips_with_tuples(tmp_path):
         ({"lr": "fast"}, "lr: Input should be a valid number"),
         ({"model": {"d_model": "big"}}, "model.d_model: Input should be a valid integer"),
         ({"model": {"variant": "nonsense"}}, "model.variant='nonsense' is not one of"),
-        ({"tasks": "style"}, "tasks: Input should be a valid tuple"),
+        ({"tasks": "style"}, "tasks: Input should be a valid array"),
     ],
 )
 def test_bad_config_names_the_field(data, message):
