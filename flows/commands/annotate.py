@@ -296,7 +296,10 @@ def predict_push(
             preds = [Prediction(r["clip_id"], r["style_probs"], r["emotion_probs"]) for r in rows]
     except KeyError as exc:
         fail(f"predictions lack {exc.args[0]}: pre-annotations need both style and emotion probabilities")
-    n = push_predictions(ws.client, list(ws.projects().first.values()), preds, model_version=Path(model).name)
+    projects = ws.projects()
+    n = push_predictions(
+        [(projects.client_for(pid, ws.settings, ws.client), pid) for pid in projects.first.values()], preds, model_version=Path(model).name
+    )
     console.print(f"pushed {n} pre-annotations; open the tab 'Most uncertain first' in each project")
 
 

@@ -65,7 +65,7 @@ def test_setup_flow_cli_sync_and_report(env, prefect_harness):
         session = signup(settings.url, a, f"own-{a}", link)
         tokens[a] = session.get(f"{settings.url}/api/current-user/token", timeout=30).json()["token"]
     res = runner.invoke(app, ["annotate", "invite", "stranger@example.org", "--settings", env["settings"]])
-    assert res.exit_code == 1 and "not on the roster" in res.output
+    assert res.exit_code == 2 and "not on the roster" in res.output
 
     report = annotation_sync_flow(dataset=str(env["ds"].root), settings_path=env["settings"])
     assert report["clips"] == 3 and sum(report["tasks_created"].values()) == 6
