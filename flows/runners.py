@@ -42,6 +42,7 @@ def pickle_by_reference(module: str, *names: str) -> None:
     would copy the function by value with every global it touches (locks, events: unpicklable, and
     a worker would get its own copies). A `__qualname__` of `name.fn` makes pickle find it as
     `module.name.fn`, the same function, imported from the installed package on the worker.
+    (Deployments name the flow object by module path, `flows.ingest.ingest_flow`: flows.serve.)
     """
     namespace = sys.modules[module]
     for name in names:

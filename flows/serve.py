@@ -124,8 +124,7 @@ def build_deployments(
         flow = find_flow(spec)
         accepted = inspect.signature(flow.fn).parameters
         params = {k: v for k, v in offered.items() if k in accepted and v is not None}
-        # on a pool: the installed package's module path, nothing to pull at run time
-        options = {"work_pool_name": work_pool, "entrypoint_type": EntrypointType.MODULE_PATH} if work_pool else {}
+        options = {"work_pool_name": work_pool} if work_pool else {}
         deployments.append(
             flow.to_deployment(
                 name=f"cantolab-{spec.name}",
@@ -133,6 +132,8 @@ def build_deployments(
                 parameters=params,
                 concurrency_limit=1,  # a slow run is never overlapped by the next tick
                 tags=["cantolab", spec.name],
+                # the installed package's module path (flows.ingest.ingest_flow): nothing to pull at run time
+                entrypoint_type=EntrypointType.MODULE_PATH,
                 **options,
             )
         )
