@@ -8,12 +8,17 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PY := .venv/bin/python
 
-.PHONY: setup test demo bench clean
+.PHONY: setup lint test demo bench clean
 
 setup:
 	@bash scripts/setup.sh
 
-test: setup
+# ruff (config in pyproject.toml): lint rules and the formatter's check; `make test` runs it first.
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+test: setup lint
 	$(PY) -m pytest
 
 demo: setup

@@ -187,6 +187,7 @@ def setup_projects(
 def check_projects(settings: AnnotationSettings, roster: Roster, recorded: Projects | None) -> Projects:
     """The recorded projects, each checked to exist; renamed ones are noted, deleted ones raise."""
     if recorded is None:
+        requests.get(f"{settings.url}/health", timeout=30)  # a server that is not answering says so first
         raise ProjectMissing(f"no Label Studio projects recorded for {settings.url}: run `cantolab annotate setup` first")
     missing = [a for a in roster.annotators if a not in recorded.first]
     if missing:
@@ -227,5 +228,7 @@ def reset_invite(settings: AnnotationSettings, service_token: str) -> None:
 def require_roster_member(roster: Roster, email: str) -> str:
     email = email.strip().lower()
     if email not in roster.everyone:
-        raise SettingsError(f"{email} is not on the roster ({', '.join(roster.everyone)}): add them first, then run `cantolab annotate setup`")
+        raise SettingsError(
+            f"{email} is not on the roster ({', '.join(roster.everyone)}): add them first, then run `cantolab annotate setup`"
+        )
     return email

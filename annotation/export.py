@@ -103,7 +103,11 @@ def records_from_export(
                 continue
             if user != expected_annotator:
                 problems.append(
-                    Problem(source, "annotator not on the roster for this project", f"by {user!r}, expected {expected_annotator!r}; clip {clip_id}")
+                    Problem(
+                        source,
+                        "annotator not on the roster for this project",
+                        f"by {user!r}, expected {expected_annotator!r}; clip {clip_id}",
+                    )
                 )
                 continue
             values, why = parse_choices(ann.get("result"), labels)

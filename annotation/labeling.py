@@ -21,11 +21,9 @@ EMOTION_KEYS = "qwertyuio"
 def _choices(name: str, title: str, values: tuple[str, ...], keys: str) -> str:
     if len(values) > len(keys):
         raise ValueError(f"{name}: at most {len(keys)} labels have hotkeys, got {len(values)}")
-    inner = "\n".join(
-        f"    <Choice value={quoteattr(v)} hotkey={quoteattr(k)}/>" for v, k in zip(values, keys)
-    )
+    inner = "\n".join(f"    <Choice value={quoteattr(v)} hotkey={quoteattr(k)}/>" for v, k in zip(values, keys))
     return (
-        f'  <Header value={quoteattr(title)}/>\n'
+        f"  <Header value={quoteattr(title)}/>\n"
         f'  <Choices name="{name}" toName="audio" choice="single-radio" required="true" showInline="true">\n'
         f"{inner}\n  </Choices>"
     )

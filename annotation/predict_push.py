@@ -64,4 +64,3 @@ def _ensure_uncertainty_view(client: LabelStudio, project_id: int) -> None:
     if any((v.data or {}).get("title") == VIEW_TITLE for v in client.views.list(project=project_id)):
         return
     client.views.create(project=project_id, data={"title": VIEW_TITLE, "ordering": ["tasks:predictions_score"]})
-

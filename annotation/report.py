@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from annotation.agreement import FieldAgreement, cooccurrence, field_agreement, low_agreement  # noqa: E402
 from annotation.resolve import FIELDS, first_round_pairs  # noqa: E402
 from pipeline.dataset import Dataset  # noqa: E402
+from pipeline.fsio import atomic_write_text, atomic_writer  # noqa: E402
 from pipeline.vocabulary import LabelSets  # noqa: E402
 
 
@@ -66,11 +67,16 @@ def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def color_limits(values: np.ndarray) -> dict[str, float]:
+    """The colour scale runs from 0, not from the smallest cell, so a cell holding 1 never looks empty."""
+    top = float(np.nanmax(values)) if values.size and not np.all(np.isnan(values)) else 1.0
+    return {"vmin": 0.0, "vmax": max(top, 1e-9)}
+
+
 def _heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str, path: Path, fmt: str) -> None:
     fig, ax = plt.subplots(figsize=(1.6 + 1.1 * matrix.shape[1], 1.4 + 0.8 * matrix.shape[0]))
     values = matrix.to_numpy(dtype=float)
-    # The scale starts at 0, not at the smallest cell: a cell holding 1 must not look empty.
-    im = ax.imshow(np.nan_to_num(values), cmap="Blues", vmin=0, vmax=max(float(np.nanmax(values)) if values.size and not np.all(np.isnan(values)) else 1.0, 1e-9))
+    im = ax.imshow(np.nan_to_num(values), cmap="Blues", **color_limits(values))
     ax.set_xticks(range(matrix.shape[1]), labels=list(matrix.columns))
     ax.set_yticks(range(matrix.shape[0]), labels=list(matrix.index))
     ax.set_xlabel(xlabel)
@@ -80,10 +86,13 @@ def _heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str, path: P
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             v = values[i, j]
-            ax.text(j, i, "–" if math.isnan(v) else format(v, fmt), ha="center", va="center", color="white" if top and v > top / 2 else "black")
+            ax.text(
+                j, i, "–" if math.isnan(v) else format(v, fmt), ha="center", va="center", color="white" if top and v > top / 2 else "black"
+            )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_writer(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -114,13 +123,22 @@ def write_report(rep: AgreementReport, out_dir: Path, title: str = "Annotation a
     md += ["", "### Per annotator pair", "", "| field | pair | n | kappa | 95% CI | observed |", "|---|---|---|---|---|---|"]
     for f, fa in rep.fields.items():
         for pair, v in fa.by_pair.items():
-            md.append(f"| {f} | {pair[0]} vs {pair[1]} | {v['n']} | {_fmt(v['kappa'])} | [{_fmt(v['ci95'][0])}, {_fmt(v['ci95'][1])}] | {_fmt(v['observed_agreement'])} |")
+            md.append(
+                f"| {f} | {pair[0]} vs {pair[1]} | {v['n']} | {_fmt(v['kappa'])} | [{_fmt(v['ci95'][0])}, {_fmt(v['ci95'][1])}] | {_fmt(v['observed_agreement'])} |"
+            )
     for f, fa in rep.fields.items():
         png = f"confusion_{f}.png"
         cm = pd.DataFrame(fa.confusion, index=list(fa.labels), columns=list(fa.labels))
         _heatmap(cm, f"{f}: annotator A vs B", "annotator B", "annotator A", out_dir / png, ".0f")
-        md += ["", f"## {f.capitalize()}", "", f"![{f} confusion]({png})", "", "Per-class (specific) agreement: "
-               + ", ".join(f"{k} {_fmt(v)}" for k, v in fa.per_class.items()), ""]
+        md += [
+            "",
+            f"## {f.capitalize()}",
+            "",
+            f"![{f} confusion]({png})",
+            "",
+            "Per-class (specific) agreement: " + ", ".join(f"{k} {_fmt(v)}" for k, v in fa.per_class.items()),
+            "",
+        ]
         md += _md_table(cm, lambda v: str(int(v)))
     md += ["", "## Final style × emotion (the paper's Table 1)", ""]
     _heatmap(rep.cooc["counts"], "final labels: style × emotion", "emotion", "style", out_dir / "style_x_emotion.png", ".0f")
@@ -134,10 +152,12 @@ def write_report(rep: AgreementReport, out_dir: Path, title: str = "Annotation a
     if rep.low:
         md += ["| clip | annotators | label 1 | label 2 |", "|---|---|---|---|"]
         for p in rep.low:
-            md.append(f"| {p.clip_id} | {p.raters[0]}, {p.raters[1]} | {p.a['style']} · {p.a['emotion']} | {p.b['style']} · {p.b['emotion']} |")
+            md.append(
+                f"| {p.clip_id} | {p.raters[0]}, {p.raters[1]} | {p.a['style']} · {p.a['emotion']} | {p.b['style']} · {p.b['emotion']} |"
+            )
     else:
         md.append("None: every pair agreed on both fields.")
     path = out_dir / "agreement.md"
-    path.write_text("\n".join(md) + "\n")
-    (out_dir / "agreement.json").write_text(json.dumps(rep.as_dict(), indent=2, default=str))
+    atomic_write_text(path, "\n".join(md) + "\n")
+    atomic_write_text(out_dir / "agreement.json", json.dumps(rep.as_dict(), indent=2, default=str))
     return path

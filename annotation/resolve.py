@@ -54,9 +54,7 @@ def first_round_pairs(annotations: pd.DataFrame) -> tuple[list[Pair], list[str]]
             incomplete.append(clip_id)
             continue
         r0, r1 = g.iloc[0], g.iloc[1]  # more than two only if the roster changed; the first two count
-        pairs.append(
-            Pair(clip_id, (r0["annotator"], r1["annotator"]), {f: r0[f] for f in FIELDS}, {f: r1[f] for f in FIELDS})
-        )
+        pairs.append(Pair(clip_id, (r0["annotator"], r1["annotator"]), {f: r0[f] for f in FIELDS}, {f: r1[f] for f in FIELDS}))
     return pairs, incomplete
 
 
@@ -74,16 +72,20 @@ def resolve(annotations: pd.DataFrame, now, exhausted: dict[str, str] | None = N
         if cid in adj.index:
             d = adj.loc[cid]
             out.labels.append(
-                {"clip_id": cid, "style": d["style"], "emotion": d["emotion"], "resolution": "adjudicated",
-                 "annotators": [d["annotator"]], "updated_at": now}
+                {
+                    "clip_id": cid,
+                    "style": d["style"],
+                    "emotion": d["emotion"],
+                    "resolution": "adjudicated",
+                    "annotators": [d["annotator"]],
+                    "updated_at": now,
+                }
             )
         else:
             out.pending.append(cid)
     for p in pairs:
         if p.agrees:
-            out.labels.append(
-                {"clip_id": p.clip_id, **p.a, "resolution": "agreed", "annotators": list(p.raters), "updated_at": now}
-            )
+            out.labels.append({"clip_id": p.clip_id, **p.a, "resolution": "agreed", "annotators": list(p.raters), "updated_at": now})
             continue
         out.to_adjudicate.append(p)
         if p.clip_id in adj.index:

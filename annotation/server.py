@@ -170,9 +170,7 @@ class LocalServer:
         else:
             self.home.mkdir(parents=True, exist_ok=True)
             data = {"token": secrets.token_hex(20), "password": secrets.token_urlsafe(18)}
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh)
+            atomic_write_text(path, json.dumps(data), perms=0o600)
         return data["token"], data["password"]
 
     def make_private(self) -> None:
@@ -219,9 +217,16 @@ class LocalServer:
         fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         log = os.fdopen(fd, "ab")
         launch = [
-            str(exe.parent / "python"), str(LAUNCHER), "--workers", str(self.workers),
-            "--sqlite-synchronous", self.sqlite_synchronous.upper(),
-            "--control-socket", str(self.control_socket), "--placement", str(self.placement_file),
+            str(exe.parent / "python"),
+            str(LAUNCHER),
+            "--workers",
+            str(self.workers),
+            "--sqlite-synchronous",
+            self.sqlite_synchronous.upper(),
+            "--control-socket",
+            str(self.control_socket),
+            "--placement",
+            str(self.placement_file),
         ]
         proc = subprocess.Popen(
             [*launch, "start", "--no-browser", "--port", str(self.port), "--internal-host", "127.0.0.1"],

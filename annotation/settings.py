@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.settings import read_table, settings_path
+from pipeline.fsio import atomic_write_text
+from pipeline.settings import read_table, settings_path, validate
 from pipeline.vocabulary import LabelSets, load_label_sets
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -60,32 +61,31 @@ class AnnotationSettings:
     def load(path: str | os.PathLike | None = None) -> "AnnotationSettings":
         """Defaults, then the [annotation] and [labels] tables of the settings file (`path`, else
         $CANTOLAB_SETTINGS), then CANTOLAB_LS_URL."""
-        data = read_table(path, "annotation")
-        moved = {"styles", "emotions"} & set(data)
+        p = settings_path(path)
+        data = read_table(p, "annotation")
+        moved = {"styles", "emotions", "labels"} & set(data)
         if moved:
-            raise SettingsError(f"{settings_path(path)}: {', '.join(sorted(moved))} moved from [annotation] to the [labels] table, which every stage reads")
-        labels = load_label_sets(path)
-        url = os.environ.get("CANTOLAB_LS_URL") or data.get("url", DEFAULT_URL)
-        return AnnotationSettings(
-            url=url.rstrip("/"),
-            labels=labels,
-            project_prefix=data.get("project_prefix", "Cantolab"),
-            media_subdir=data.get("media_subdir", "cantolab-clips"),
-        )
+            raise SettingsError(f"{p}: {', '.join(sorted(moved))} belong in the [labels] table (styles, emotions), which every stage reads")
+        if os.environ.get("CANTOLAB_LS_URL"):
+            data["url"] = os.environ["CANTOLAB_LS_URL"]
+        settings = validate(AnnotationSettings, {**data, "labels": load_label_sets(p)}, where=str(p or ""), table="annotation")
+        return replace(settings, url=settings.url.rstrip("/"))
 
 
 def load_roster(path: str | os.PathLike) -> Roster:
     """roster.toml: `annotators = ["a@x.org", "b@x.org"]`, `adjudicator = "c@x.org"`."""
     p = Path(path)
     if not p.is_file():
-        raise SettingsError(f"{p}: roster file not found (annotators = [...], adjudicator = \"...\")")
+        raise SettingsError(f'{p}: roster file not found (annotators = [...], adjudicator = "...")')
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{p}: not valid TOML: {exc}") from exc
     if "annotators" not in data or "adjudicator" not in data:
         raise SettingsError(f"{p}: needs both `annotators` (a list) and `adjudicator`")
-    return Roster(annotators=tuple(str(a).strip().lower() for a in data["annotators"]), adjudicator=str(data["adjudicator"]).strip().lower())
+    return Roster(
+        annotators=tuple(str(a).strip().lower() for a in data["annotators"]), adjudicator=str(data["adjudicator"]).strip().lower()
+    )
 
 
 def secrets_path() -> Path:
@@ -112,11 +112,7 @@ def write_secrets(update: dict, path: Path | None = None) -> Path:
             data.setdefault(key, {}).update(value)
         else:
             data[key] = value
-    tmp = p.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, p)
+    atomic_write_text(p, json.dumps(data, indent=2), perms=0o600)
     return p
 
 

@@ -94,7 +94,9 @@ def _index_tasks(tasks: list[dict], project_id: int, report: SyncReport) -> dict
         cid = (t.get("data") or {}).get("clip_id")
         if cid in by_clip:
             report.duplicate_tasks += 1
-            report.problems.append(Problem(f"ls:{project_id}:{t['id']}", "duplicate task for a clip", f"clip {cid}; task {by_clip[cid]['id']} is used"))
+            report.problems.append(
+                Problem(f"ls:{project_id}:{t['id']}", "duplicate task for a clip", f"clip {cid}; task {by_clip[cid]['id']} is used")
+            )
             continue
         if cid:
             by_clip[cid] = t
@@ -212,6 +214,12 @@ def run_sync(
         done("pull", t0)
 
         t0 = enter("import")
+        # A label already in the dataset counts as a task had, even if its project is gone (a project
+        # replaced with `setup --replace-missing`): only clips that still need a label are sent again.
+        first = ds.to_pandas("annotations", columns=["clip_id", "annotator", "round"])
+        first = first[first["round"] == "first"]
+        for cid, who in zip(first["clip_id"], first["annotator"]):
+            existing.setdefault(cid, set()).add(who)
         plan = assign(sorted(known), roster, existing, skipped_by)
         report.exhausted = plan.exhausted
         for a, cids in plan.todo.items():

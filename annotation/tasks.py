@@ -10,7 +10,6 @@ the adjudicator with the reason (`Assignment.exhausted`).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from annotation.settings import Roster
+from pipeline.fsio import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,7 @@ def write_media(clips: pa.Table, media_dir: Path) -> int:
         data = audio[i].as_py()
         if not data:
             continue
-        tmp = path.with_name(f".{cid}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
         written += 1
     return written
 
@@ -88,9 +86,7 @@ class Assignment:
     exhausted: dict[str, str]  # clip id → why no two annotators are left (goes to adjudication)
 
 
-def assign(
-    clip_ids: list[str], roster: Roster, existing: dict[str, set[str]], skipped: dict[str, set[str]] | None = None
-) -> Assignment:
+def assign(clip_ids: list[str], roster: Roster, existing: dict[str, set[str]], skipped: dict[str, set[str]] | None = None) -> Assignment:
     """`existing`: clip id → annotators who have a task for it; `skipped`: clip id → who skipped it."""
     skipped = skipped or {}
     out = Assignment({a: [] for a in roster.annotators}, {})

@@ -55,9 +55,7 @@ def roster_path(path: str | os.PathLike | None) -> Path:
     return Path(path or os.environ.get("CANTOLAB_ROSTER") or DEFAULT_ROSTER)
 
 
-def open_workspace(
-    settings_path: str | None = None, roster: str | None = None, document_root: str | None = None
-) -> Workspace:
+def open_workspace(settings_path: str | None = None, roster: str | None = None, document_root: str | None = None) -> Workspace:
     settings = AnnotationSettings.load(settings_path)
     secrets = read_secrets()
     if not os.environ.get("CANTOLAB_LS_URL") and secrets.get("url"):

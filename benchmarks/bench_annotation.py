@@ -50,8 +50,19 @@ def _clip_rows(n: int) -> tuple[list[dict], str]:
     for i in range(n):
         audio = files[i % len(files)].read_bytes() if files else tone
         cid = "clip-" + hashlib.sha256(f"bench-{i}".encode()).hexdigest()[:16]
-        rows.append({"clip_id": cid, "take_id": f"take-bench-{i // 10}", "singer": f"s{i % 18}", "start_s": 0.0, "end_s": 2.39,
-                     "audio_flac": audio, "sample_rate": 48_000, "transcript": f"bench clip {i}", "language": "en"})
+        rows.append(
+            {
+                "clip_id": cid,
+                "take_id": f"take-bench-{i // 10}",
+                "singer": f"s{i % 18}",
+                "start_s": 0.0,
+                "end_s": 2.39,
+                "audio_flac": audio,
+                "sample_rate": 48_000,
+                "transcript": f"bench clip {i}",
+                "language": "en",
+            }
+        )
     return rows, source
 
 
@@ -96,8 +107,12 @@ def main() -> dict:
         truth = {cid: (str(rng.choice(styles)), str(rng.choice(emotions))) for _, _, cid in jobs}
         # Each annotator's label: the clip's "true" label, replaced by a random one 10% (style) / 25% (emotion) of the time.
         chosen = [
-            (a, tid, str(rng.choice(styles)) if rng.random() < 0.10 else truth[cid][0],
-             str(rng.choice(emotions)) if rng.random() < 0.25 else truth[cid][1])
+            (
+                a,
+                tid,
+                str(rng.choice(styles)) if rng.random() < 0.10 else truth[cid][0],
+                str(rng.choice(emotions)) if rng.random() < 0.25 else truth[cid][1],
+            )
             for a, tid, cid in jobs
         ]
         clients = {a: connect(settings, users[a]["token"]) for a in roster.annotators}

@@ -1,13 +1,14 @@
 """Is the network ever worse than its own linear probe? (`make bench` → bench-results/probe.json)
 
-Frozen Whisper-base states, the same folds and seeds for the network and the baseline (Whisper-mean +
-standardized logistic regression, nothing tuned). Rows: GTSinger style leave-one-singer-out and with
-every singer of a language held out at once (no language shortcut), RAVDESS 6 emotions and happy vs
-sad in 3 singer folds, each with the probe path (`model.probe`, the default) and without it, the paired
-difference network − baseline with a 95 % bootstrap interval over clips resampled within singers, and
-per-singer accuracy for every model. RAVDESS is standardized per singer over all of that singer's clips
-(transductive: unlabelled test clips shape the statistics) and, as the inductive figure, with training
-singers' statistics only. CANTOLAB_BENCH_PROBE_SEEDS=1 runs one seed (a quick look).
+The same folds and seeds for the network and the baseline (its input features mean-pooled, then
+standardized logistic regression, nothing tuned). GTSinger style on frozen Whisper-base states,
+leave-one-singer-out and with every singer of a language held out at once (no language shortcut);
+RAVDESS 6 emotions and happy vs sad with the log-mel CNN in 3 singer folds, standardized per singer
+over all of that singer's clips (transductive: unlabelled test clips shape the statistics) and, as
+the inductive figure, with the training singers' statistics only. Each network with the probe path
+(`model.probe`, the default) and without it; the paired difference network − baseline with a 95 %
+bootstrap interval over clips resampled within singers; per-singer accuracy for every model.
+CANTOLAB_BENCH_PROBE_SEEDS=1 runs one seed (a quick look).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from model.controls import language_folds
 from model.crossval import crossval, with_overrides
 from model.data import load_examples
 from model.evaluate import fmt, mean_std
-from model.features import FeatureStats, clip_features, whisper_key
+from model.features import LOGMEL, FeatureStats, clip_features, whisper_key
 from model.splits import singer_folds
 from model.stats import compare_predictions, interval_text
 from pipeline.data import shared_data_dir
@@ -46,55 +47,61 @@ def per_singer_accuracy(y: np.ndarray, preds: list[np.ndarray], singers: list[st
     return out
 
 
-def compare(examples, feats, cfg, folds, task: str, classes: list[str], keep: tuple[str, ...] | None = None) -> dict:
-    """Network (with and without the probe path) vs Whisper-mean + LR on the same folds; paired intervals."""
+VARIANTS = os.environ.get("CANTOLAB_BENCH_PROBE_VARIANTS", "with_probe,without_probe").split(",")
+ROWS = os.environ.get("CANTOLAB_BENCH_PROBE_ROWS", "gtsinger,ravdess").split(",")  # a busy machine can run a part
+
+
+def run_cvs(examples, feats, cfg, folds) -> dict:
+    """The network with and without the probe path on the same folds and seeds."""
+    out = {}
+    for name, probe in (("with_probe", True), ("without_probe", False)):
+        if name not in VARIANTS:
+            continue
+        t0 = time.perf_counter()
+        out[name] = (crossval(examples, feats, with_overrides(cfg, probe=probe), folds=folds), round(time.perf_counter() - t0, 1))
+    return out
+
+
+def compare(
+    examples, feats, cvs: dict, folds, task: str, classes: list[str], baseline_name: str, keep: tuple[str, ...] | None = None
+) -> dict:
+    """Each network vs the baseline (pooled input features + standardized LR) on the same folds; paired
+    intervals of network − baseline; per-singer accuracy of every model. With `keep`: only clips
+    labelled with those classes, argmax over them (the 6-class models read as happy vs sad)."""
     singers = [e.singer for e in examples]
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index.get(e.labels.get(task), -1) for e in examples])
-    w_mean = np.asarray([f.mean(0) for f in feats])
-    base = baseline_predictions(w_mean, examples, task, folds, False)
-    base_pred = np.asarray([index.get(p, -1) for p in base])
-    cols = None
-    if keep:  # restricted: clips labelled with `keep`, argmax over those classes only
-        cols = [index[c] for c in keep]
+    pooled = np.asarray([f.mean(0) for f in feats])
+    base_pred = np.asarray([index.get(p, -1) for p in baseline_predictions(pooled, examples, task, folds, False)])
+    cols = [index[c] for c in keep] if keep else None
+    if cols:
         y = np.where(np.isin(y, cols), y, -1)
-    out: dict = {
-        "task": task,
-        "n_clips": int((y >= 0).sum()),
-        "n_singers": len({s for s, v in zip(singers, y) if v >= 0}),
-        "folds": len(folds),
-    }
-    out["majority_rate"] = float(np.bincount(y[y >= 0]).max() / (y >= 0).sum())
-    if cols:  # the baseline restricted the same way: refit would change it, so argmax over its own classes only
-        base_pred = np.where(np.isin(base_pred, cols), base_pred, -2)
-    out["baseline_whisper_mean_logreg"] = {
+        base_pred = np.where(np.isin(base_pred, cols), base_pred, -2)  # the baseline's own 6-class call, counted wrong outside keep
+    known = y >= 0
+    out: dict = {"task": task, "n_clips": int(known.sum()), "n_singers": len({s for s, k in zip(singers, known) if k}), "folds": len(folds)}
+    out["majority_rate"] = float(np.bincount(y[known]).max() / known.sum())
+    out[baseline_name] = {
         "accuracy": _acc(y, [base_pred]),
+        "macro_f1": _f1(y, base_pred),
         "per_singer_accuracy": per_singer_accuracy(y, [base_pred], singers),
     }
-    for name, probe in (("with_probe", True), ("without_probe", False)):
-        t0 = time.perf_counter()
-        cv = crossval(examples, feats, with_overrides(cfg, probe=probe), folds=folds)
+    for name, (cv, seconds) in cvs.items():
         preds = []
-        for s in cfg.seeds:
+        for s in cv.config.seeds:
             p = cv.probs[s][task]
-            if cols:
-                restricted = np.full(len(p), -1)
-                restricted[:] = np.asarray(cols)[p[:, cols].argmax(1)]
-                preds.append(restricted)
-            else:
-                preds.append(p.argmax(1))
+            preds.append(np.asarray(cols)[p[:, cols].argmax(1)] if cols else p.argmax(1))
         row = {
             "accuracy": mean_std([_acc(y, [p]) for p in preds]),
             "macro_f1": mean_std([_f1(y, p) for p in preds]),
             "per_singer_accuracy": per_singer_accuracy(y, preds, singers),
-            "seconds": round(time.perf_counter() - t0, 1),
+            "seconds": seconds,
             "seconds_per_epoch": cv.seconds_per_epoch,
             "mean_epochs": cv.epochs_run,
         }
         for metric in ("accuracy", "macro_f1"):
             row[f"minus_baseline_{metric}"] = compare_predictions(y, preds, [base_pred], singers, metric)
         out[name] = row
-    out["baseline_whisper_mean_logreg"]["macro_f1"] = _f1(y, base_pred)
+    out["baseline"] = baseline_name
     return out
 
 
@@ -122,39 +129,46 @@ def main() -> dict:
     stats = FeatureStats()
     t0 = time.perf_counter()
     g_feats = clip_features(g_ex, whisper_key("base"), stats=stats)
-    r_feats = clip_features(r_ex, whisper_key("base"), stats=stats)
-    timings = {"whisper_s": round(time.perf_counter() - t0, 1), "whisper_clips": {"computed": stats.computed, "cached": stats.cached}}
-    cfg = replace(with_overrides(base_config(), audio_encoder="whisper", encoder="audio"), class_weights=True, seeds=seeds)
+    r_feats = clip_features(r_ex, LOGMEL, stats=stats) if "ravdess" in ROWS else None
+    timings = {"features_s": round(time.perf_counter() - t0, 1), "feature_clips": {"computed": stats.computed, "cached": stats.cached}}
+    g_cfg = replace(with_overrides(base_config(), audio_encoder="whisper", encoder="audio"), class_weights=True, seeds=seeds)
     result: dict = {
         "protocol": {
-            "features": "frozen Whisper-base encoder states (25 frames/s), cached per clip",
-            "network": "audio-only, co-attention, class-weighted (the headline's audio model); probe = pooled states → LR inside the network",
-            "baseline": "Whisper-mean + StandardScaler + LogisticRegression, same folds",
+            "gtsinger": "frozen Whisper-base encoder states (25 frames/s), audio-only network, co-attention, class-weighted (the headline's audio model); "
+            "baseline Whisper-mean + StandardScaler + LogisticRegression on the same folds",
+            "ravdess": "log-mel CNN (the accuracy bench's RAVDESS model), 3 singer folds; baseline log-mel-mean + StandardScaler + LogisticRegression "
+            "(the network's own probe; Whisper states for 790 clips did not fit this machine's CPU time)",
+            "variants_run": VARIANTS,
+            "rows_run": ROWS,
+            "probe": "with_probe: pooled input features → logistic regression inside the network, heads zero-started (model.probe, the default)",
             "interval": "paired bootstrap 95 %, 2000 resamples of clips within singers; statistic = mean over seeds − baseline",
             "seeds": list(seeds),
         }
     }
     g_classes = sorted({e.labels["style"] for e in g_ex if e.labels.get("style")})
-    loso = singer_folds([e.singer for e in g_ex], None)
     t0 = time.perf_counter()
-    result["gtsinger_style_loso"] = compare(g_ex, g_feats, cfg, loso, "style", g_classes)
-    result["gtsinger_style_language_held_out"] = compare(g_ex, g_feats, cfg, language_folds(g_ex), "style", g_classes)
+    for name, folds in (
+        ("gtsinger_style_loso", singer_folds([e.singer for e in g_ex], None)),
+        ("gtsinger_style_language_held_out", language_folds(g_ex)),
+    ):
+        cvs = run_cvs(g_ex, g_feats, g_cfg, folds)
+        result[name] = compare(g_ex, g_feats, cvs, folds, "style", g_classes, "baseline_whisper_mean_logreg")
+        write_result("probe", result | {"partial": True, "timings": timings})  # rows as they finish: a long run still leaves figures
     timings["gtsinger_s"] = round(time.perf_counter() - t0, 1)
     r_folds = singer_folds([e.singer for e in r_ex], 3)
     r_classes = sorted(RAVDESS_EMOTIONS)
     t0 = time.perf_counter()
-    for norm, label in (("singer", "transductive"), ("global", "inductive")):
-        r_cfg = replace(cfg, tasks=("emotion",), max_frames=64, feature_norm=norm, class_weights=False)
-        result[f"ravdess_emotion6_{label}"] = compare(r_ex, r_feats, r_cfg, r_folds, "emotion", r_classes) | {
-            "feature_norm": f"{norm}: "
-            + (
-                "each test singer standardized over all of that singer's clips (unlabelled, transductive)"
-                if norm == "singer"
-                else "statistics of the training singers only (inductive)"
-            )
+    for norm, label in [] if "ravdess" not in ROWS else (("singer", "transductive"), ("global", "inductive")):
+        r_cfg = replace(base_config(), tasks=("emotion",), max_frames=64, feature_norm=norm, seeds=seeds)
+        cvs = run_cvs(r_ex, r_feats, r_cfg, r_folds)
+        how = ("each test singer standardized over all of that singer's clips (unlabelled test clips shape the statistics: transductive)"
+               if norm == "singer" else "standardized with the training singers' statistics only (inductive)")  # fmt: skip
+        result[f"ravdess_emotion6_{label}"] = compare(r_ex, r_feats, cvs, r_folds, "emotion", r_classes, "baseline_logmel_mean_logreg") | {
+            "feature_norm": how
         }
-    r_cfg = replace(cfg, tasks=("emotion",), max_frames=64, feature_norm="singer", class_weights=False)
-    result["ravdess_happy_vs_sad_transductive"] = compare(r_ex, r_feats, r_cfg, r_folds, "emotion", r_classes, keep=("happy", "sad"))
+        result[f"ravdess_happy_vs_sad_{label}"] = compare(
+            r_ex, r_feats, cvs, r_folds, "emotion", r_classes, "baseline_logmel_mean_logreg", keep=("happy", "sad")
+        )
     timings["ravdess_s"] = round(time.perf_counter() - t0, 1)
     timings["total_s"] = round(time.perf_counter() - t_start, 1)
     result["timings"] = timings
@@ -166,10 +180,10 @@ def main() -> dict:
 def table(result: dict) -> list[str]:
     lines = []
     for key, row in result.items():
-        if not isinstance(row, dict) or "with_probe" not in row:
+        if not isinstance(row, dict) or "baseline" not in row:
             continue
-        b = row["baseline_whisper_mean_logreg"]
-        for name in ("with_probe", "without_probe"):
+        b = row[row["baseline"]]
+        for name in [v for v in ("with_probe", "without_probe") if v in row]:
             r = row[name]
             lines.append(
                 f"{key} {name}: acc {fmt(r['accuracy'])} F1 {fmt(r['macro_f1'])} | Whisper-mean+LR acc {b['accuracy']:.3f} F1 {b['macro_f1']:.3f} "

@@ -8,6 +8,8 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.fsio import atomic_write_text
+
 RESULTS = Path(os.environ.get("CANTOLAB_BENCH_DIR", "bench-results"))
 
 
@@ -19,5 +21,5 @@ def write_result(name: str, result: dict) -> dict:
         **result,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    atomic_write_text(RESULTS / f"{name}.json", json.dumps(result, indent=2, default=str))
     return result

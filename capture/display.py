@@ -104,7 +104,7 @@ def summary_panel(result: TakeResult) -> Panel:
 def devices_table(devices: list[InputDevice], chosen: InputDevice | None) -> Table:
     table = Table(title="Input devices")
     for col in ("", "index", "name", "host API", "inputs", "default rate", "48 kHz / 24-bit"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col not in ("host API", "48 kHz / 24-bit"))  # names are never cut
     for d in devices:
         mark = "→" if chosen is not None and d.index == chosen.index else ""
         table.add_row(
@@ -123,7 +123,7 @@ def _format_cell(d: InputDevice) -> Text:
     if not d.can_48k_24bit:
         return Text("no", style="red")
     if d.may_resample:
-        return Text("yes, via ALSA plugins: may resample", style="yellow")
+        return Text("yes (ALSA plugin: may resample)", style="yellow")
     return Text("yes", style="green")
 
 
@@ -139,6 +139,8 @@ def settings_panel(settings: CaptureSettings, device: InputDevice, where: str) -
     grid.add_row("microphone", mic, settings.source("microphone"))
     grid.add_row("format", f"48 kHz / 24-bit PCM mono ({settings.sample_format})", settings.source("sample_format"))
     grid.add_row("takes go to", where, "")
+    if settings.file is not None:
+        grid.add_row("settings file", str(settings.file), "")
     notes = []
     if not settings.microphone:
         notes.append(

@@ -501,9 +501,11 @@ class Listener:
     def __enter__(self) -> Listener:
         import sounddevice as sd
 
+        # The recorder's block size and long input buffer: a busy machine does not starve the stream.
         self._stream = sd.InputStream(
-            device=self.device.index, channels=self.channel, samplerate=SAMPLE_RATE, dtype="int32", callback=self._callback
-        )
+            device=self.device.index, channels=self.channel, samplerate=SAMPLE_RATE, dtype="int32",
+            blocksize=1024, latency=0.5, callback=self._callback,
+        )  # fmt: skip
         self._stream.start()
         return self
 

@@ -25,6 +25,7 @@ ENV = {
     "microphone": "CANTOLAB_CAPTURE_MICROPHONE",
     "sample_format": "CANTOLAB_CAPTURE_FORMAT",
 }
+OPTIONS = {"interface": "--device", "channel": "--channel", "microphone": "--microphone", "sample_format": "--format"}
 # The one format capture writes (it never converts); the aliases are what people type.
 SAMPLE_FORMATS = {"pcm_24": "PCM_24", "24": "PCM_24", "24-bit": "PCM_24", "s24": "PCM_24", "int24": "PCM_24"}
 
@@ -45,7 +46,8 @@ class CaptureSettings:
     microphone: str = ""
     sample_format: str = "PCM_24"
     language: str | None = None
-    sources: dict[str, str] = field(default_factory=dict)  # setting -> "option" | "$VAR" | file path | "default"
+    sources: dict[str, str] = field(default_factory=dict)  # setting -> "--option" | "$VAR" | file name | "default"
+    file: Path | None = None  # the settings file read, if any
 
     def source(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -70,6 +72,10 @@ def _read_file(path: Path) -> dict:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"capture settings file {path}: {exc}") from None
+    unknown = sorted(set(data) - set(_FileSettings.__dataclass_fields__))
+    if unknown:
+        known = ", ".join(_FileSettings.__dataclass_fields__)
+        raise ConfigError(f"capture settings file {path}: unknown setting(s) {', '.join(unknown)} (known: {known})")
     try:
         parsed = _FileSettings(**data)
     except pydantic.ValidationError as exc:
@@ -92,14 +98,14 @@ def load_settings(recordings: Path, options: dict[str, object], explicit_file: P
     path = settings_path(recordings, explicit_file)
     if path is not None:
         for key, value in _read_file(path).items():
-            merged[key], sources[key] = value, str(path)
+            merged[key], sources[key] = value, path.name
     for key, var in ENV.items():
         value = os.environ.get(var, "").strip()
         if value:
             merged[key], sources[key] = value, f"${var}"
     for key, value in options.items():
         if value not in (None, ""):
-            merged[key], sources[key] = value, "option"
+            merged[key], sources[key] = value, OPTIONS.get(key, key)
     if "channel" in merged:
         try:
             merged["channel"] = int(merged["channel"])
@@ -109,4 +115,4 @@ def load_settings(recordings: Path, options: dict[str, object], explicit_file: P
             raise ConfigError(f"input channel {merged['channel']} ({sources['channel']}) counts from 1")
     if "sample_format" in merged:
         merged["sample_format"] = normalize_format(str(merged["sample_format"]), sources["sample_format"])
-    return CaptureSettings(**merged, sources=sources)
+    return CaptureSettings(**merged, sources=sources, file=path)

@@ -9,6 +9,7 @@ system alsa.conf, so it defines everything PortAudio needs, `pcm.!default` inclu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -20,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.fsio import atomic_write_text
+
 DEVICE_NAME = "cantolab_virtual_interface"
 
 
 def write_s32_infile(path: Path, samples_int32: np.ndarray) -> Path:
+    """Mono (frames,) or interleaved multichannel (frames, channels) 32-bit samples."""
     np.ascontiguousarray(samples_int32, dtype="<i4").tofile(path)
     return path
 
@@ -34,9 +38,11 @@ def write_f32_infile(path: Path, samples_int32: np.ndarray) -> Path:
     return path
 
 
-def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, convert: bool = True) -> str:
+def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, convert: bool = True, channels: int = 1) -> str:
     """`convert=False` leaves out ALSA's `plug` layer: the device then only runs at the JACK
-    server's own rate, like an interface locked to its clock (what a 44.1 kHz-only device test needs)."""
+    server's own rate, like an interface locked to its clock (what a 44.1 kHz-only device test needs).
+    `channels` > 1 (unpaced only): an N-channel interface whose infile holds interleaved frames; a
+    client opening fewer channels gets ALSA plug's down-mix of them, not the first ones."""
     if paced:
         slave = "pcm.cantolab_jack { type jack; capture_ports { 0 system:capture_1 } }\n"
         slave_ref, fmt = '"cantolab_jack"', "FLOAT_LE"
@@ -47,7 +53,7 @@ def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, c
         + slave
         + f'pcm.cantolab_file {{ type file; slave.pcm {slave_ref}; file "/dev/null"; infile "{infile}"; format "raw" }}\n'
         + (
-            f'pcm.{name} {{ type plug; slave {{ pcm "cantolab_file"; format {fmt}; rate 48000; channels 1 }} }}\n'
+            f'pcm.{name} {{ type plug; slave {{ pcm "cantolab_file"; format {fmt}; rate 48000; channels {channels} }} }}\n'
             if convert
             else f'pcm.{name} {{ type file; slave.pcm {slave_ref}; file "/dev/null"; infile "{infile}"; format "raw" }}\n'
         )
@@ -55,9 +61,9 @@ def alsa_config(infile: Path, *, paced: bool = False, name: str = DEVICE_NAME, c
     )
 
 
-def write_alsa_config(folder: Path, infile: Path, *, paced: bool = False, convert: bool = True) -> Path:
+def write_alsa_config(folder: Path, infile: Path, *, paced: bool = False, convert: bool = True, channels: int = 1) -> Path:
     path = Path(folder) / ("asound-paced.conf" if paced else "asound.conf")
-    path.write_text(alsa_config(Path(infile).resolve(), paced=paced, convert=convert))
+    atomic_write_text(path, alsa_config(Path(infile).resolve(), paced=paced, convert=convert, channels=channels))
     return path
 
 
@@ -176,10 +182,14 @@ def start_virtual_device(audio: Path, folder: Path, *, paced: bool = True) -> Vi
                 "a paced virtual input needs jackd and the ALSA JACK plugin (Debian jackd2, libasound2-plugins); or use --unpaced"
             )
         infile = write_f32_infile(folder / "source.f32", samples)
+        # One server name per folder: a second virtual input elsewhere does not collide with this one.
+        name = f"{_JACK_NAME}-{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
         try:
-            server = start_jackd(_JACK_NAME, log=folder / "jackd.log")
+            server = start_jackd(name, log=folder / "jackd.log")
         except RuntimeError as exc:
             raise VirtualDeviceError(str(exc)) from None
+        if server.process.poll() is not None:
+            raise VirtualDeviceError(f"jackd {name} exited at once (is a server of that name running?); see {folder / 'jackd.log'}")
         pid = server.process.pid
         env.update(server.env)
     else:

@@ -40,9 +40,19 @@ def annotation_sync_flow(
     report = sync_task(dataset, settings_path, roster, document_root)
     logger.info(
         "annotation sync: %d clips, tasks created %s, annotations %s, %d problems, labels %s, %d awaiting adjudication",
-        report["clips"], report["tasks_created"], report["annotations"], len(report["problems"]), report["labels"],
+        report["clips"],
+        report["tasks_created"],
+        report["annotations"],
+        len(report["problems"]),
+        report["labels"],
         report["pending_adjudication"],
     )
+    for who, progress in report["per_annotator"].items():
+        logger.info("%s: %s", who, progress)
+    for cid, why in report["exhausted"].items():
+        logger.info("to the adjudicator alone: %s: %s", cid, why)
+    for note in report["notes"]:
+        logger.warning("%s", note)
     for p in report["problems"]:
         logger.warning("left out %s: %s (%s)", p["source"], p["reason"], p["details"])
     return report

@@ -24,7 +24,7 @@ from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.futures import as_completed
 
 from flows.runners import pickle_by_reference, task_runner
-from pipeline.audio import AudioError
+from pipeline.audio import AudioError, sha256_file
 from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import (
@@ -34,14 +34,13 @@ from pipeline.ingest import (
     TakeSource,
     check_settings,
     discover_takes,
-    file_sha256,
     known_takes,
     plan_take,
     process_take,
-    take_id_of,
     write_take,
 )
 from pipeline.leases import TakeLeases
+from pipeline.objectstore import local_recordings
 from pipeline.transcribe import resolve_model
 
 TRANSIENT = (TimeoutError, ConnectionError, InterruptedError, BlockingIOError)
@@ -125,46 +124,31 @@ def _cache_key(context, parameters) -> str:
     persist_result=True,
 )
 def ingest_take(
-    source: dict, sha256: str, dataset: str, settings: dict, fingerprint: str, model_identity: str, concurrency: int,
-    known: bool = True, run_started: float = 0.0, manifest: dict | None = None,
+    source: dict, sha256: str, dataset: str, settings: IngestSettings, fingerprint: str, model_identity: str, concurrency: int,
+    known: bool = True, manifest: dict | None = None,
 ) -> dict:  # fmt: skip
-    """One take end to end; bad input becomes a reject (returned, not raised: nothing to retry).
+    """One take end to end; bad input (InputError) becomes a reject (returned, not raised: nothing to retry).
 
     `manifest`: the source's manifest merged with what the dataset already knew of the take (its
     take id, metadata a re-ingest must not erase); the cache stays keyed on the source as found.
-    The take is leased first (pipeline.leases): another ingest of the same dataset working on it
-    makes this one skip it rather than transcribe it a second time.
+    `known=False` (not in the dataset when the run began) spares `write_take` a search for stale clips.
     """
     src = TakeSource(**source)
     if manifest is not None:
         src = replace(src, manifest=manifest)
-    cfg = IngestSettings.from_dict(settings)
     ds = Dataset(dataset)
-    take_id = take_id_of(src, sha256)
-    with _leases(ds).hold(take_id) as lease:
-        if not lease.held:
-            return {"status": "skipped", "source": src.path, "take_id": take_id, "reason": "in progress in another ingest of this dataset"}
-        done = lease.record or {}
-        if not known and done.get("sha256") == sha256 and done.get("fingerprint") == fingerprint and done.get("done_at", 0) >= run_started:
-            return {
-                "status": "skipped",
-                "source": src.path,
-                "take_id": take_id,
-                "reason": "ingested by another ingest of this dataset while this one ran",
-            }
-        if STOPPING.is_set():
-            raise RunStopping("the run is stopping")
-        try:
-            rows = process_take(src, sha256, cfg, gate=_gate(concurrency))
-        except InputError as exc:
-            reason = exc.problem if isinstance(exc, AudioError) else str(exc)
-            return {"status": "rejected", "source": src.path, "reason": reason, "details": f"{type(exc).__name__}; origin {src.origin}"}
-        except OSError as exc:
-            if is_transient(exc):
-                raise  # retried
-            return {"status": "rejected", "source": src.path, "reason": f"cannot read: {exc}", "details": f"origin {src.origin}"}
-        written = write_take(ds, rows, known=known)
-        lease.finished(sha256=sha256, fingerprint=fingerprint, take_id=take_id)
+    if STOPPING.is_set():
+        raise RunStopping("the run is stopping")
+    try:
+        rows = process_take(src, sha256, settings, gate=_gate(concurrency))
+    except InputError as exc:
+        reason = exc.problem if isinstance(exc, AudioError) else str(exc)
+        return {"status": "rejected", "source": src.path, "reason": reason, "details": f"{type(exc).__name__}; origin {src.origin}"}
+    except OSError as exc:
+        if is_transient(exc):
+            raise  # retried
+        return {"status": "rejected", "source": src.path, "reason": f"cannot read: {exc}", "details": f"origin {src.origin}"}
+    written = write_take(ds, rows, known=known)
     return {
         "status": "ingested",
         "source": src.path,
@@ -200,17 +184,17 @@ class IngestReport:
 
 
 def _source_dict(src: TakeSource) -> dict:
-    return {"path": src.path, "origin": src.origin, "manifest": src.manifest, "labels": src.labels}
+    return {"path": src.path, "origin": src.origin, "manifest": src.manifest, "labels": src.labels, "guessed": src.guessed}
 
 
 def _leases(dataset: Dataset) -> TakeLeases:
-    return TakeLeases(Path(dataset._base) / ".ingest-leases" if dataset._local else None)
+    return TakeLeases(dataset.local_path / ".ingest-leases" if dataset.local_path is not None else None)
 
 
 def _cached_task(dataset: Dataset, refresh: bool):
     options = {"cache_policy": CacheKeyFnPolicy(cache_key_fn=_cache_key), "refresh_cache": refresh}
-    if dataset._local:
-        cache = Path(dataset._base) / ".ingest-cache"
+    if dataset.local_path is not None:
+        cache = dataset.local_path / ".ingest-cache"
         options["cache_policy"] = options["cache_policy"].configure(key_storage=str(cache / "keys"))
         options["result_storage"] = cache / "results"
     return ingest_take.with_options(**options)
@@ -237,29 +221,37 @@ def ingest_flow(
     logger = get_run_logger()
     started = time.time()
     STOPPING.clear()
-    cfg = IngestSettings.from_dict(settings)
+    cfg = IngestSettings.from_dict(settings)  # validated once here; tasks get the typed settings
     ds = Dataset(dataset)
+    recordings = local_recordings(recordings)  # an s3:// root is mirrored to a local folder first
     identity = model_identity(cfg)  # a missing model fails here, once, with how to provide it
     sources, problems = discover_takes(recordings, import_csv, cfg)
     report = IngestReport(discovered=len(sources))
     rejects = RejectLog(ds)
+    pending: dict = {}  # future -> (planned take, its lease)
 
     def reject(stage: str, source: str, reason: str, details: str = "") -> None:
         rejects.add(stage, source, reason, details)
         report.rejects.append({"stage": stage, "source": source, "reason": reason})
 
     try:
+        if import_csv is not None:  # rows of this CSV rejected by an earlier run and fixed since (e.g. a label now in [labels])
+            current = {(p.stage, p.source) for p in problems}
+            prefix = f"{Path(import_csv).name}:"
+            stale = [k for k in ds.keys("rejects") if k[0] == "import" and k[1].startswith(prefix) and k not in current]
+            if stale:
+                ds.delete("rejects", stale)
         for problem in problems:
             reject(problem.stage, problem.source, problem.reason)
         by_id, by_sha = known_takes(ds)
         fingerprint = cfg.fingerprint()
         seen_id: dict = {}
         seen_sha: dict = {}
-        pending: dict = {}
         limit = in_flight_limit(transcribe_concurrency)
+        leases = _leases(ds)
 
         def collect(fut) -> None:
-            planned = pending.pop(fut)
+            planned, lease = pending.pop(fut)
             src = planned.source
             try:
                 result = fut.result()
@@ -269,11 +261,9 @@ def ingest_flow(
                 result = {"status": "rejected", "source": src.path, "reason": f"failed after retries: {type(exc).__name__}: {exc}"}
             if result["status"] == "rejected":
                 reject("ingest", src.path, result["reason"], result.get("details", ""))
-            elif result["status"] == "skipped":
-                report.skipped += 1
-                report.skips.append({"source": src.path, "take_id": result["take_id"], "reason": result["reason"]})
             else:
                 cached = bool(getattr(fut.state, "name", "") == "Cached")
+                lease.finished(sha256=planned.sha256, fingerprint=fingerprint, take_id=planned.take_id)
                 rejects.clear(src.path)
                 report.ingested += 1
                 report.cached += int(cached)
@@ -286,12 +276,19 @@ def ingest_flow(
                 report.takes.append(
                     {k: result[k] for k in ("source", "take_id", "clips", "hallucinations", "transcripts")} | {"cached": cached}
                 )
+            lease.release()
             for listener in list(PROGRESS_LISTENERS):
                 listener(result)
 
+        def skip(planned, reason: str) -> None:
+            report.skipped += 1
+            report.skips.append({"source": planned.source.path, "take_id": planned.take_id, "reason": reason})
+            for listener in list(PROGRESS_LISTENERS):
+                listener({"status": "skipped", "source": planned.source.path, "reason": reason})
+
         for src in sources:
             try:
-                sha = file_sha256(src.path)
+                sha = sha256_file(src.path)
             except OSError as exc:
                 reject("ingest", src.path, f"cannot read: {exc}")
                 continue
@@ -301,12 +298,22 @@ def ingest_flow(
                 for listener in list(PROGRESS_LISTENERS):
                     listener({"status": "rejected", "source": src.path, "reason": planned.reason})
                 continue
+            # Leased while in flight: another ingest of this dataset skips the take instead of redoing it.
+            lease = leases.acquire(planned.take_id)
+            if not lease.held:
+                skip(planned, "in progress in another ingest of this dataset")
+                continue
             known = planned.take_id in by_id
+            done = lease.record or {}
+            if not known and (done.get("sha256"), done.get("fingerprint")) == (sha, fingerprint) and done.get("done_at", 0) >= started:
+                lease.release()
+                skip(planned, "ingested by another ingest of this dataset while this one ran")
+                continue
             # A take missing from the dataset is redone even when the cache says it was finished.
             runner = _cached_task(ds, refresh=not known)
-            fut = runner.submit(_source_dict(planned.source), sha, dataset, cfg.to_dict(), fingerprint, identity,
-                                transcribe_concurrency, known, started, planned.manifest)  # fmt: skip
-            pending[fut] = planned
+            fut = runner.submit(_source_dict(planned.source), sha, dataset, cfg, fingerprint, identity,
+                                transcribe_concurrency, known, planned.manifest)  # fmt: skip
+            pending[fut] = (planned, lease)
             while len(pending) >= limit:
                 collect(next(as_completed(list(pending))))
         while pending:
@@ -315,6 +322,8 @@ def ingest_flow(
         STOPPING.set()
         raise
     finally:
+        for _, lease in pending.values():
+            lease.release()
         rejects.flush()  # what was decided is kept even when the run is cut short
     report.rejected = len(report.rejects)
     for table in ("takes", "clips", "features", "labels", "rejects"):

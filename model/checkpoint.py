@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from model.data import Example
 from model.net import MultiTaskNet
 from model.text import Vocab
 from pipeline.errors import InputError
+from pipeline.fsio import replace_dir, staging_dir
 
 WEIGHTS, CONFIG, LABELS, METRICS, REPORT = "model.safetensors", "config.json", "labels.json", "metrics.json", "report.md"
 FORMAT_VERSION = 1
@@ -36,11 +35,10 @@ def _frozen_prefixes(cfg: TrainConfig) -> tuple[str, ...]:
 
 
 def save_run(run, out_dir: str | Path, metrics: dict) -> Path:
-    """Write a run folder atomically (a temporary folder, then rename)."""
+    """Write a run folder atomically: built beside it, then swapped in, so a reader always finds the old
+    folder or the new one, never none (pipeline.fsio.replace_dir)."""
     out = Path(out_dir)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = staging_dir(out)
     skip = _frozen_prefixes(run.config)
     tensors = {k: v.detach().cpu().contiguous() for k, v in run.best.net.state_dict().items() if not k.startswith(skip)}
     if run.norm_ref is not None:
@@ -60,9 +58,7 @@ def save_run(run, out_dir: str | Path, metrics: dict) -> Path:
     labels = {"classes": run.maps, "vocab": run.vocab.itos if run.vocab else None}
     (tmp / LABELS).write_text(json.dumps(labels, indent=2, ensure_ascii=False))
     (tmp / METRICS).write_text(json.dumps(metrics, indent=2, default=str))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    replace_dir(tmp, out)
     return out
 
 

@@ -19,6 +19,17 @@ from model.train import fit, needs_vocab, pick_device, predict_proba
 
 
 @dataclass
+class FitRecord:
+    """What one fit of one fold and seed was given: the clip ids it trained, stopped early and was tested on."""
+
+    fold: int
+    seed: int
+    train: list[str]
+    validation: list[str]
+    test: list[str]
+
+
+@dataclass
 class CVResult:
     config: TrainConfig
     folds: list[list[str]]
@@ -27,6 +38,7 @@ class CVResult:
     probs: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # seed → task → (n, classes) in example order
     seconds_per_epoch: float = 0.0
     epochs_run: float = 0.0
+    fits: list[FitRecord] = field(default_factory=list)
 
 
 def crossval(
@@ -51,11 +63,24 @@ def crossval(
         feats, _ = normalize_features(raw_feats, singers, cfg.feature_norm) if cfg.feature_norm != "global" else (raw_feats, None)
     probs = {s: {t: np.zeros((len(examples), len(maps[t]))) for t in cfg.tasks} for s in cfg.seeds}
     device = pick_device(cfg.device)
-    epoch_secs, epochs = [], []
+    epoch_secs, epochs, records = [], [], []
     for k, test_singers in enumerate(folds):
         rest = sorted(set(singers) - set(test_singers))
         val_singers = validation_singers(rest, strata, min(n_val_singers, max(0, len(rest) - 1)), seed=1000 + k)
-        idx = {name: [i for i, s in enumerate(singers) if (s in test_singers if name == "test" else s in val_singers if name == "val" else s not in test_singers and s not in val_singers)] for name in ("train", "val", "test")}
+        idx = {
+            name: [
+                i
+                for i, s in enumerate(singers)
+                if (
+                    s in test_singers
+                    if name == "test"
+                    else s in val_singers
+                    if name == "val"
+                    else s not in test_singers and s not in val_singers
+                )
+            ]
+            for name in ("train", "val", "test")
+        }
         check_examples({name: [examples[i] for i in ids] for name, ids in idx.items()})
         fold_feats = feats
         if raw_feats is not None and cfg.feature_norm == "global":
@@ -63,21 +88,29 @@ def crossval(
             fold_feats, _ = normalize_features(raw_feats, singers, "global", ref)
         vocab = Vocab.build([examples[i].transcript for i in idx["train"]]) if needs_vocab(cfg) else None
 
-        def pack(ids):
-            return ([fold_feats[i] for i in ids] if fold_feats is not None else None, [examples[i].transcript for i in ids], {t: ys[t][ids] for t in cfg.tasks})
+        def pack(ids, fold_feats=fold_feats):
+            return (
+                [fold_feats[i] for i in ids] if fold_feats is not None else None,
+                [examples[i].transcript for i in ids],
+                {t: ys[t][ids] for t in cfg.tasks},
+            )
 
         audio_dim = raw_feats[0].shape[1] if raw_feats is not None else None
         for seed in cfg.seeds:
+            record = FitRecord(k, seed, *([examples[i].clip_id for i in idx[name]] for name in ("train", "val", "test")))
             res = fit(cfg, seed, maps, pack(idx["train"]), pack(idx["val"]) if idx["val"] else None, audio_dim, vocab)
             p = predict_proba(res.net, *pack(idx["test"])[:2], cfg.eval_max_frames, device)
             for t in cfg.tasks:
                 probs[seed][t][idx["test"]] = p[t]
             epoch_secs.append(res.seconds_per_epoch)
             epochs.append(len(res.history))
+            records.append(record)
             if on_fit:
-                on_fit()
+                on_fit(record)
     per_seed = [{"seed": s} | {t: task_metrics(ys[t], probs[s][t].argmax(1), maps[t]) for t in cfg.tasks} for s in cfg.seeds]
-    return CVResult(cfg, folds, per_seed, aggregate(per_seed, cfg.tasks), probs, float(np.mean(epoch_secs)), float(np.mean(epochs)))
+    return CVResult(
+        cfg, folds, per_seed, aggregate(per_seed, cfg.tasks), probs, float(np.mean(epoch_secs)), float(np.mean(epochs)), records
+    )
 
 
 def singer_strata(examples: list[Example], task: str) -> dict[str, str]:

@@ -238,6 +238,18 @@ class PretrainedText(nn.Module):
         return out
 
 
+def pool_frames(h: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked mean over groups of k frames: (B, T, d) → (B, ⌈T/k⌉, d); a group with any real frame is real."""
+    b, t, d = h.shape
+    pad = (-t) % k
+    if pad:
+        h = F.pad(h, (0, 0, 0, pad))
+        mask = F.pad(mask, (0, pad), value=False)
+    m = mask.view(b, -1, k).unsqueeze(-1).to(h.dtype)
+    pooled = (h.view(b, -1, k, d) * m).sum(2) / m.sum(2).clamp_min(1.0)
+    return pooled, mask.view(b, -1, k).any(-1)
+
+
 class SharedEncoder(nn.Module):
     """audio | lyrics | audio+lyrics (both, fused into one sequence with modality embeddings)."""
 
@@ -293,8 +305,11 @@ class SharedEncoder(nn.Module):
     def forward(self, audio, audio_mask, texts) -> tuple[torch.Tensor, torch.Tensor]:
         parts, masks = [], []
         if self.uses_audio:
-            parts.append(self.audio(audio, audio_mask))
-            masks.append(audio_mask)
+            h, m = self.audio(audio, audio_mask), audio_mask
+            if self.cfg.frame_pool > 1:
+                h, m = pool_frames(h, m, self.cfg.frame_pool)
+            parts.append(h)
+            masks.append(m)
         if self.uses_lyrics:
             device = audio.device if audio is not None else next(self.parameters()).device
             ids, mask = self.tokenize(texts, device)

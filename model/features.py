@@ -20,7 +20,9 @@ import numpy as np
 from model.data import Example
 from pipeline.audio import decode_audio_bytes
 from pipeline.errors import ConfigError
+from pipeline.fsio import atomic_writer
 from pipeline.preprocess import to_whisper_input
+from pipeline.transcribe.types import ENCODER_FPS, ENCODER_KEY_PREFIX, WHISPER_RATE, encoder_feature_key
 
 FRAMES_PER_SECOND = 25
 LOGMEL = "logmel80@25fps"
@@ -34,7 +36,7 @@ def cache_dir() -> Path:
 def whisper_key(name: str, below_top: int = 0) -> str:
     """The encoder_model key ingest writes to the `features` table (pipeline.segment); with below_top=k,
     the key of the states entering the top k blocks (never written by ingest)."""
-    return f"whisper-encoder:{name}" + (f":below-top{below_top}" if below_top else "")
+    return encoder_feature_key(name, below_top)
 
 
 def parse_whisper_key(key: str) -> tuple[str, int]:
@@ -68,7 +70,7 @@ def logmel(audio16k: np.ndarray) -> np.ndarray:
 def load_whisper(name: str):
     """The bundled openai-whisper model (assembled by pipeline.models_cache), on the CPU, in eval mode."""
     from pipeline.models_cache import assemble_openai
-    from pipeline.transcribe.reference import load_openai_checkpoint
+    from pipeline.transcribe.openai_backend import load_openai_checkpoint
 
     return load_openai_checkpoint(assemble_openai(name))
 
@@ -109,7 +111,7 @@ class WhisperEncoder:
 
     def __call__(self, audio16k: np.ndarray) -> np.ndarray:
         states = self.states(audio16k).float().cpu().numpy()
-        keep = max(1, min(len(states), math.ceil(len(audio16k) / 16000 * 50)))
+        keep = max(1, min(len(states), math.ceil(len(audio16k) / WHISPER_RATE * ENCODER_FPS)))
         return _pool_time(states[:keep], 2).astype(np.float32)
 
 
@@ -151,7 +153,7 @@ def clip_features(
     stats = stats if stats is not None else FeatureStats()
     folder = cache_dir() / encoder.replace(":", "_").replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
-    kept = _frames_from_dataset(dataset, encoder) if encoder.startswith("whisper-encoder:") else {}
+    kept = _frames_from_dataset(dataset, encoder) if encoder.startswith(ENCODER_KEY_PREFIX) else {}
     compute = None
     out = []
     for ex in examples:
@@ -167,16 +169,15 @@ def clip_features(
             audio = clip_audio_16k(ex.audio_flac)
             if encoder == LOGMEL:
                 feats = logmel(audio)
-            elif encoder.startswith("whisper-encoder:"):
+            elif encoder.startswith(ENCODER_KEY_PREFIX):
                 if compute is None:
                     name, below_top = parse_whisper_key(encoder)
                     compute = WhisperEncoder(name, device, below_top)
                 feats = compute(audio)
             else:
                 raise ConfigError(f"unknown audio feature encoder {encoder!r}")
-            tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
-            np.save(tmp, feats)
-            os.replace(tmp, path)
+            with atomic_writer(path, "wb") as fh:
+                np.save(fh, feats)
             out.append(feats)
             stats.computed += 1
             stats.seconds += time.perf_counter() - t0

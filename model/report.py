@@ -6,6 +6,8 @@ from pathlib import Path
 
 import matplotlib
 
+from pipeline.fsio import atomic_write_text, atomic_writer
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -74,7 +76,8 @@ def plot_confusions(run: RunResult, folder: Path) -> list[Path]:
         ax.set_title(f"{task}: test singers, seed {run.best_seed}")
         fig.tight_layout()
         path = folder / f"confusion_{task}.png"
-        fig.savefig(path, dpi=100)
+        with atomic_writer(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=100)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -90,7 +93,8 @@ def plot_history(run: RunResult, folder: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = folder / "training.png"
-    fig.savefig(path, dpi=100)
+    with atomic_writer(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
     plt.close(fig)
     return path
 
@@ -117,7 +121,8 @@ def plot_attention(run: RunResult, folder: Path, n_clips: int = 2) -> list[Path]
         ax.set_title(f"{ex.clip_id[:16]} ({ex.singer})", fontsize=8)
         fig.tight_layout()
         path = folder / f"attention_{i}.png"
-        fig.savefig(path, dpi=100)
+        with atomic_writer(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=100)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -176,6 +181,16 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
     missing = [t for t in cfg.tasks if t not in run.summary]
     if missing:
         lines += ["", f"No test clip carries a {', '.join(missing)} label, so that task has no test figure."]
+    probe = run.controls.get("probe_baseline")
+    if probe:
+        lines += [
+            "",
+            "## Baseline: pooled features + logistic regression (same split)",
+            "",
+            "| task | accuracy | macro-F1 |",
+            "|---|---|---|",
+            *[f"| {t} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" for t, m in probe.items()],
+        ]
     ctrl = run.controls.get("language_only_style")
     if ctrl:
         lines += [
@@ -190,11 +205,18 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
     lines += ["", f"Features: {metrics['features']}; training {run.seconds_per_epoch:.2f} s/epoch.", "", "## Plots", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in images]
     path = folder / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
 def add_controls(run: RunResult) -> None:
+    if run.feature and run.audio_dim:
+        from model.controls import probe_baseline
+        from model.features import clip_features
+
+        feats = clip_features(run.train_examples + run.test_examples, run.feature)  # cached by training
+        n = len(run.train_examples)
+        run.controls["probe_baseline"] = probe_baseline(run.train_examples, feats[:n], run.test_examples, feats[n:], run.config.tasks)
     if "style" in run.config.tasks:
         ctrl = language_only(run.train_examples, run.test_examples, "style")
         if ctrl:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import soundfile as sf
 
 from pipeline.config import AudioConfig
 from pipeline.errors import ConfigError, InputError
+from pipeline.fsio import atomic_writer
 
 _INT_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 
@@ -32,8 +32,11 @@ class AudioError(InputError):
 
 
 @dataclass
-class AudioClip:
-    """A validated mono signal and where it came from."""
+class TakeAudio:
+    """A whole take (or any recording) loaded as a validated mono signal, and where it came from.
+
+    Not a dataset clip: clips are the segments of a take that ingest cuts (pipeline.segment).
+    """
 
     samples: np.ndarray  # float32, shape (n,), full scale ±1
     sample_rate: int
@@ -188,7 +191,7 @@ def _decode(path: Path, info: sf._SoundFileInfo, cfg: AudioConfig) -> _Scan:
     return scan
 
 
-def load_audio(path: str | os.PathLike, cfg: AudioConfig = AudioConfig()) -> AudioClip:
+def load_audio(path: str | os.PathLike, cfg: AudioConfig = AudioConfig()) -> TakeAudio:
     """Read WAV/FLAC (any rate, depth, channel count) into a validated mono clip.
 
     The header is checked first (length limit, declared frames); the samples are then decoded in
@@ -226,7 +229,7 @@ def load_audio(path: str | os.PathLike, cfg: AudioConfig = AudioConfig()) -> Aud
 
         mono = resample(mono, rate, cfg.expected_rate)
         resampled_from, rate = rate, cfg.expected_rate
-    return AudioClip(
+    return TakeAudio(
         samples=np.ascontiguousarray(mono, dtype=np.float32),
         sample_rate=rate,
         subtype=info.subtype,
@@ -254,18 +257,11 @@ def write_audio(
     subtype: str = "PCM_24",
     format: str | None = None,
 ) -> Path:
-    """Write atomically (temporary file, then rename): a crash never leaves half a file behind."""
+    """Write atomically (pipeline.fsio): a crash never leaves half a file behind."""
     path = Path(path)
     fmt = _format_for(path, format)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate, subtype=subtype, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, "wb") as fh:
+        sf.write(fh, np.asarray(samples, dtype=np.float32), sample_rate, subtype=subtype, format=fmt)
     return path
 
 

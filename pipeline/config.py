@@ -6,11 +6,11 @@ Defaults follow the studio contract: 48 kHz mono, peak-normalized to -1 dBFS, no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 from pipeline.errors import ConfigError
 
-ChannelPolicy = Union[Literal["downmix", "first"], int]
+ChannelPolicy = Literal["downmix", "first"] | int
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
-from pipeline.audio import sha256_file
 from pipeline.config import AudioConfig, PreprocessConfig
 from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
@@ -24,6 +24,7 @@ from pipeline.ids import take_id_for_content
 from pipeline.manifest import CAPTURE_MEASURED, TakeStatus, contract_fields, ingest_fields, manifest_path, read_manifest
 from pipeline.records import parse_time, prepare_take, take_record
 from pipeline.segment import ClipConfig, clip_rows
+from pipeline.settings import validate
 from pipeline.transcribe import PRODUCTION_DEFAULT, TranscribeOptions, check_options, load_transcriber, resolve_backend, review
 from pipeline.transcribe.hallucination import HallucinationRules
 from pipeline.vocabulary import LabelSets, normalize_label
@@ -38,7 +39,7 @@ class IngestSettings:
     """Everything that changes the rows a take produces (and so its cache key)."""
 
     model: str = PRODUCTION_DEFAULT
-    backend: str = "auto"  # faster-whisper when its model is available, else openai-whisper
+    backend: Literal["auto", "faster-whisper", "openai-whisper"] = "auto"  # auto: faster-whisper when its model is available
     compute_type: str = "int8"  # faster-whisper on CPU
     threads: int = 0  # 0: all cores
     # "manifest": the take's language when its manifest/CSV gives one, else detect; "auto"; or a code.
@@ -51,27 +52,9 @@ class IngestSettings:
     labels: LabelSets = LabelSets()  # the `[labels]` of the settings file; imported labels must be one of these
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> IngestSettings:
-        data = dict(data or {})
-        nested = {
-            "transcribe": TranscribeOptions,
-            "hallucination": HallucinationRules,
-            "clips": ClipConfig,
-            "audio": AudioConfig,
-            "preprocess": PreprocessConfig,
-        }
-        for key, kind in nested.items():
-            if isinstance(data.get(key), dict):
-                value = dict(data[key])
-                if key == "transcribe" and "temperature" in value:
-                    value["temperature"] = tuple(value["temperature"])
-                data[key] = kind(**value)
-        if isinstance(data.get("labels"), dict):
-            data["labels"] = LabelSets(**{k: tuple(v) for k, v in data["labels"].items()})
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown ingest settings: {', '.join(sorted(unknown))}")
-        return cls(**data)
+    def from_dict(cls, data: dict | IngestSettings | None) -> IngestSettings:
+        """Validated (pipeline.settings): unknown keys, wrong types and bad choices are a ConfigError naming the field."""
+        return validate(cls, data)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=list))
@@ -104,6 +87,7 @@ class TakeSource:
     origin: str  # where it was found: manifest file, CSV row, or the folder walk
     manifest: dict = field(default_factory=dict)
     labels: dict | None = None
+    guessed: tuple[str, ...] = ()  # manifest fields inferred, not given (a session from the folder name)
 
 
 @dataclass
@@ -217,7 +201,8 @@ def discover_takes(
             manifest = ingest_fields(take)
         elif audio.parent != root:
             manifest = {"session": audio.parent.name}
-        sources.append(TakeSource(str(audio.resolve()), str(mpath if manifest else audio), manifest))
+        guessed = ("session",) if manifest and not mpath.exists() else ()
+        sources.append(TakeSource(str(audio.resolve()), str(mpath if manifest else audio), manifest, guessed=guessed))
     return sources, problems
 
 
@@ -330,15 +315,16 @@ def _same(key: str, a, b) -> bool:
     return str(a).strip().lower() == str(b).strip().lower()
 
 
-def merge_metadata(new: dict, known: dict) -> tuple[dict, list[str]]:
+def merge_metadata(new: dict, known: dict, guessed: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
     """The merge rule: a non-null new value wins; a null (absent) one never overwrites a known value.
 
+    A `guessed` field (inferred, e.g. a session from a folder name) never overwrites either.
     Returns the merged manifest and the fields whose known value the new one changes.
     """
     merged = dict(new)
     changed = []
     for key in MERGED_FIELDS:
-        if key in known and merged.get(key) is None:
+        if key in known and (merged.get(key) is None or key in guessed):
             merged[key] = known[key]
         elif key in known and not _same(key, merged[key], known[key]):
             changed.append(key)
@@ -403,7 +389,7 @@ def plan_take(
     changed: list[str] = []
     manifest = src.manifest | {"take_id": take_id}
     if known is not None:
-        manifest, changed = merge_metadata(manifest, known.metadata)
+        manifest, changed = merge_metadata(manifest, known.metadata, src.guessed)
         if known.sha256 and known.sha256 != sha:
             changed = ["audio", *changed]
     planned = Planned(src, sha, take_id, known, changed, manifest)
@@ -450,6 +436,3 @@ class RejectLog:
             rows, self.rows = list(self.rows.values()), {}
             self.ds.upsert("rejects", rows)
 
-
-def file_sha256(path: str) -> str:
-    return sha256_file(path)

@@ -74,11 +74,6 @@ class TakeManifest:
         data["status"] = str(self.status)
         return data
 
-    @property
-    def ingestible(self) -> bool:
-        """False for a take being recorded (or interrupted) and for one the engineer discarded."""
-        return self.status != TakeStatus.RECORDING and not self.discarded
-
 
 # The fields ingest copies into the `takes` table (the rest is capture's bookkeeping).
 CONTRACT_FIELDS = (
@@ -102,8 +97,11 @@ def manifest_from_dict(data: Mapping[str, Any], where: str = "take manifest") ->
     if not isinstance(data, Mapping):
         raise InputError(f"{where}: not a JSON object")
     known = {f.name for f in fields(TakeManifest)}
+    values = {k: v for k, v in data.items() if k in known}
+    # A manifest that does not say it is being recorded (another tool's, or an import) is a finished take.
+    values.setdefault("status", TakeStatus.COMPLETE)
     try:
-        return _ADAPTER.validate_python({k: v for k, v in data.items() if k in known})
+        return _ADAPTER.validate_python(values)
     except pydantic.ValidationError as exc:
         raise InputError(f"{where}: {_problem(exc)}") from None
 

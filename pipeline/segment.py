@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.audio import encode_flac
 from pipeline.errors import ConfigError
 from pipeline.ids import clip_id
-from pipeline.transcribe.types import ENCODER_FPS, Segment, Transcription
+from pipeline.transcribe.types import ENCODER_FPS, Segment, Transcription, encoder_feature_key
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def clip_rows(
                 features.append(
                     {
                         "clip_id": cid,
-                        "encoder_model": f"whisper-encoder:{transcription.model}",
+                        "encoder_model": encoder_feature_key(transcription.model),
                         "n_frames": int(piece.shape[0]),
                         "dim": int(piece.shape[1]),
                         "frames": np.ascontiguousarray(piece, dtype="<f2").tobytes(),

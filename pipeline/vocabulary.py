@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from pipeline.errors import ConfigError
-from pipeline.settings import read_table, settings_path
+from pipeline.settings import read_table, settings_path, validate
 
 STYLES: tuple[str, ...] = ("pop", "bel canto")
 EMOTIONS: tuple[str, ...] = ("happy", "sad", "mixed")
@@ -44,11 +44,5 @@ class LabelSets:
 
 def load_label_sets(path: str | os.PathLike | None = None) -> LabelSets:
     """The `[labels]` table of the settings file (`path`, else $CANTOLAB_SETTINGS); the defaults without one."""
-    data = read_table(path, "labels")
-    unknown = set(data) - {"styles", "emotions"}
-    if unknown:
-        raise ConfigError(f"{settings_path(path)}: [labels] has unknown key(s) {', '.join(sorted(unknown))}; it takes styles and emotions")
-    for name, value in data.items():
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{settings_path(path)}: labels.{name} must be a list of strings, got {value!r}")
-    return LabelSets(**{k: tuple(v) for k, v in data.items()})
+    p = settings_path(path)
+    return validate(LabelSets, read_table(p, "labels"), where=str(p or ""), table="labels")

@@ -17,15 +17,23 @@ annotate_app = typer.Typer(
     help="Double labeling in Label Studio: two independent annotators per clip, adjudication, Cohen's kappa.",
     no_args_is_help=True,
 )
-server_app = typer.Typer(help="A local Label Studio (from .venv-labelstudio); production can use any server via CANTOLAB_LS_URL.", no_args_is_help=True)
+server_app = typer.Typer(
+    help="A local Label Studio (from .venv-labelstudio); production can use any server via CANTOLAB_LS_URL.", no_args_is_help=True
+)
 annotate_app.add_typer(server_app, name="server")
 
-HOME_OPT = typer.Option(None, "--home", help="Server home (data/, media/, log); default ~/.local/share/cantolab/labelstudio or CANTOLAB_LS_HOME.")
+HOME_OPT = typer.Option(
+    None, "--home", help="Server home (data/, media/, log); default ~/.local/share/cantolab/labelstudio or CANTOLAB_LS_HOME."
+)
 PORT_OPT = typer.Option(None, "--port", "-p", help="Loopback port (start: default 8080; stop/status: the one recorded at start).")
 SETTINGS_OPT = typer.Option(
     None, "--settings", help="Settings TOML: \\[labels] styles, emotions; \\[annotation] url, project_prefix (default $CANTOLAB_SETTINGS)."
 )
-ROSTER_OPT = typer.Option(None, "--roster", help="roster.toml: annotators = [...], adjudicator = \"...\" (default CANTOLAB_ROSTER or ~/.config/cantolab/roster.toml).")
+ROSTER_OPT = typer.Option(
+    None,
+    "--roster",
+    help='roster.toml: annotators = [...], adjudicator = "..." (default CANTOLAB_ROSTER or ~/.config/cantolab/roster.toml).',
+)
 ROOT_OPT = typer.Option(None, "--document-root", help="The server's LOCAL_FILES_DOCUMENT_ROOT (default: recorded by `server start`).")
 
 
@@ -96,7 +104,9 @@ def setup(
     roster: Path = ROSTER_OPT,
     document_root: Path = ROOT_OPT,
     home: Path = HOME_OPT,
-    replace_missing: bool = typer.Option(False, "--replace-missing", help="Give a person whose recorded project was deleted a new, empty one."),
+    replace_missing: bool = typer.Option(
+        False, "--replace-missing", help="Give a person whose recorded project was deleted a new, empty one."
+    ),
 ) -> None:
     """One organization per person on the roster, each annotator's project in theirs, the adjudication project in the adjudicator's."""
     from annotation.client import setup_projects
@@ -111,9 +121,7 @@ def setup(
                 f"setup creates organizations through the server's own Python, so it needs the local server of "
                 f"{ws.settings.url} running from this home ({srv.home}); pass --home, or run setup on the server's machine"
             )
-        projects = setup_projects(
-            srv, ws.settings, ws.roster, ws.document_root / ws.settings.media_subdir, ws.recorded(), replace_missing
-        )
+        projects = setup_projects(srv, ws.settings, ws.roster, ws.document_root / ws.settings.media_subdir, ws.recorded(), replace_missing)
         path = ws.record(projects)
     table = Table(title="Label Studio projects (one organization per person)")
     table.add_column("project")
@@ -263,7 +271,9 @@ def report(
 def predict_push(
     model: str = typer.Argument(..., help="Model run folder (models/<run>) to predict every clip with."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder with the clips."),
-    predictions: Path = typer.Option(None, "--predictions", help="JSON list of {clip_id, style_probs, emotion_probs} instead of running MODEL."),
+    predictions: Path = typer.Option(
+        None, "--predictions", help="JSON list of {clip_id, style_probs, emotion_probs} instead of running MODEL."
+    ),
     settings: Path = SETTINGS_OPT,
     roster: Path = ROSTER_OPT,
     document_root: Path = ROOT_OPT,

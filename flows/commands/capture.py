@@ -7,6 +7,7 @@ recover, virtual-device. Exit codes: 0 a good take; 1 a take that stopped early 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -78,6 +79,12 @@ def _record_one(out, keys, req, title: str):
         live.stop()
         fail(str(exc))
     live.stop()
+    m = result.manifest
+    if m.frames == 0 and result.ok:  # stopped before the first block arrived: there is nothing to keep
+        result.wav_path.unlink(missing_ok=True)
+        result.manifest_path.unlink(missing_ok=True)
+        out.print(f"[yellow]take {m.take_id} ended before any audio arrived ({m.end_reason}): nothing saved[/]")
+        return None
     out.print(summary_panel(result))
     return result
 
@@ -166,6 +173,8 @@ def record(
     )  # fmt: skip
     with Keys() as keys:
         result = _record_one(out, keys, req, f"{session} · {singer} · {song} · take {req.take_number}")
+    if result is None:
+        raise typer.Exit(EXIT_STOPPED)
     if result.device_hung:  # PortAudio's exit handler would hang on the dead device; all is on disk
         out.file.flush()
         os._exit(EXIT_STOPPED)
@@ -207,7 +216,7 @@ def session_loop(
     )
     out.print(settings_panel(settings, dev, str(recordings / session)))
     takes = kept = 0
-    with Keys() as keys:
+    with Keys() as keys, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C between takes: end the session
         while True:
             number = next_take_number(recordings / session, song)
             out.print(
@@ -226,6 +235,8 @@ def session_loop(
                 settings, dev, session, singer, song, recordings, seconds=seconds, min_free_minutes=min_free_minutes, take_number=number
             )
             result = _record_one(out, keys, req, f"{session} · {singer} · {song} · take {number}")
+            if result is None:
+                continue
             takes += 1
             if result.device_hung:
                 out.print("[bold red]the interface stopped; the take is on disk. Restart the session when it is back.[/]")
@@ -320,7 +331,7 @@ def check(
     from capture.display import console, level_report_panel
     from capture.levels import analyse_noise, analyse_singing
     from capture.recorder import SAMPLE_RATE, Listener
-    from capture.terminal import Keys
+    from capture.terminal import ENTER, Keys
 
     out = console()
     settings, dev = _settings(out, recordings, settings_file, interface=device, channel=channel)
@@ -331,7 +342,8 @@ def check(
             if not no_wait:
                 out.print("step 2 of 2 — press Enter, then sing the loudest passage of the session")
                 with Keys() as keys:
-                    keys.key()
+                    while keys.key() not in (ENTER, None):  # other keys do not start the singing step
+                        pass
             with out.status(f"step 2 of 2 — singing: the loudest passage, {seconds:g} s…"):
                 loud, over2 = listener.record(seconds)
     except CaptureError as exc:
@@ -392,7 +404,7 @@ def virtual_start(
     for key, value in state.env.items():
         print(f"export {key}={value}")
     print(
-        f"# virtual input {state.device!r} reading {audio} ({'paced' if paced else 'unpaced'}); record with --device virtual",
+        f"# virtual input {state.device!r} reading {audio} ({'paced' if paced else 'unpaced'}): capture commands in this shell now record from it",
         file=sys.stderr,
     )
 
@@ -400,9 +412,11 @@ def virtual_start(
 @virtual_app.command("stop")
 def virtual_stop(folder: Path = typer.Option(Path(".cantolab-virtual"), "--folder", help="The folder given to `start`.")) -> None:
     """Stop the virtual input started from FOLDER (its JACK server, if paced)."""
+    import sys
+
     from capture.virtual_device import stop_virtual_device
 
-    print(stop_virtual_device(folder))
+    print(stop_virtual_device(folder), file=sys.stderr)  # stdout is for `eval`
     print("unset ALSA_CONFIG_PATH JACK_DEFAULT_SERVER JACK_NO_START_SERVER CANTOLAB_CAPTURE_DEVICE")
 
 

@@ -120,24 +120,32 @@ def history(
 @dataset_app.command("migrate")
 def migrate_cmd(
     old: str = typer.Argument(..., help="Dataset folder in the old Parquet-parts layout."),
-    new: str = typer.Argument(..., help="New dataset folder or s3:// URL (Delta tables)."),
+    new: str = typer.Argument(
+        None, help="New dataset folder or s3:// URL; omit to convert in place (old parts kept in OLD/.pre-delta-backup/)."
+    ),
 ) -> None:
     """Convert an old-layout dataset to Delta tables; compares row counts and content hashes per table."""
-    from pipeline.dataset.legacy import migrate
+    from pipeline.dataset.legacy import migrate, migrate_in_place
 
     try:
-        results = migrate(old, new)
+        if new:
+            results, where = migrate(old, new), new
+        else:
+            results, backup = migrate_in_place(old)
+            where = old
     except DatasetError as exc:
         fail(str(exc))
-    view = Table(title=f"{old} → {new}")
+    view = Table(title=f"{old} → {where}")
     for col in ("table", "rows old", "rows new", "hash old", "hash new", "same"):
         view.add_column(col)
     for r in results:
         view.add_row(r.table, str(r.rows_old), str(r.rows_new), r.hash_old, r.hash_new, "yes" if r.ok else "[red]NO[/]")
     console.print(view)
     if not all(r.ok for r in results):
-        fail("the converted dataset differs from the old one (see the table above); keep using the old folder")
-    console.print(f"converted: every row preserved; use {new} from now on")
+        fail("the converted dataset differs from the old one (see the table above); the old one is unchanged, keep using it")
+    console.print(f"converted: every row preserved; use {where} from now on", soft_wrap=True)
+    if not new:
+        console.print(f"the old Parquet parts are in {backup}; delete that folder once you are satisfied", soft_wrap=True)
 
 
 @dataset_app.command("vacuum")
@@ -153,6 +161,27 @@ def vacuum_cmd(
         fail(str(exc))
     verb = "would remove" if dry_run else "removed"
     console.print(", ".join(f"{t}: {verb} {n} file(s)" for t, n in removed.items()) or "no tables")
+
+
+@dataset_app.command("pins")
+def pins_cmd(
+    root: str = typer.Argument(..., help="Dataset folder or s3:// URL."),
+    unpin: str = typer.Option(None, "--unpin", help="Drop this pin (e.g. a deleted model's), so vacuum may free its files."),
+) -> None:
+    """Which table versions saved models point to (vacuum keeps their files)."""
+    try:
+        ds = Dataset(root)
+        if unpin:
+            console.print(f"unpinned {unpin}: {ds.unpin(unpin)} table version(s)")
+        rows = ds.read("_pins").to_pylist()
+    except DatasetError as exc:
+        fail(exc)
+    view = Table(title=f"{len({r['pin'] for r in rows})} pin(s)")
+    for col in ("pin", "table", "version", "created"):
+        view.add_column(col, overflow="fold")
+    for r in sorted(rows, key=lambda r: (r["pin"], r["table_name"])):
+        view.add_row(r["pin"], r["table_name"], str(r["version"]), str(r["created_at"] or ""))
+    console.print(view)
 
 
 def register(app: typer.Typer) -> None:

@@ -57,8 +57,11 @@ def print_report(report: dict) -> None:
 
 
 def ingest(
-    recordings: Path = typer.Argument(..., help="Recordings root: session folders of <take>.wav + <take>.json, or any WAV/FLAC files."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder (local path or fsspec URL)."),
+    recordings: str = typer.Argument(
+        ...,
+        help="Recordings root (a folder, or an s3:// prefix mirrored locally first): session folders of <take>.wav + <take>.json, or any WAV/FLAC files.",
+    ),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder or s3:// URL."),
     import_csv: Path = typer.Option(
         None,
         "--import-csv",
@@ -106,7 +109,10 @@ def ingest(
             {"styles": list(labels.styles), "emotions": list(labels.emotions)},
         )  # fmt: skip
         cfg = IngestSettings.from_dict(settings)
-        model_identity(cfg)
+        model_identity(cfg)  # a missing model is reported before anything starts
+        from pipeline.objectstore import local_recordings
+
+        recordings = local_recordings(recordings)
         sources, _ = discover_takes(recordings, import_csv, cfg)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=as_json) as progress:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from flows.commands._errors import fail, user_errors
 from pipeline.errors import ConfigError
+from pipeline.fsio import atomic_write_text, atomic_writer
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -102,11 +103,10 @@ def predict(
     if not rows:
         fail(f"no file under {target} could be read ({len(rejected)} rejected)")
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".json":
-            out.write_text(json.dumps(rows, indent=2))
+            atomic_write_text(out, json.dumps(rows, indent=2))
         else:
-            with open(out, "w", newline="") as fh:
+            with atomic_writer(out, "w", encoding="utf-8") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)

@@ -94,3 +94,34 @@ def migrate(old: str | Path, new: str | Dataset) -> list[TableMigration]:
         stored = target.read(name)
         out.append(TableMigration(name, table.num_rows, stored.num_rows, content_hash(table, name), content_hash(stored, name)))
     return out
+
+
+def migrate_in_place(root: str | Path) -> tuple[list[TableMigration], Path]:
+    """Convert an old-layout dataset folder where it is; the old parts are kept in `.pre-delta-backup/`.
+
+    The Delta tables are built and checked in a staging folder beside it first, so a failed or
+    interrupted conversion leaves the old tables as they were; then each old table folder moves
+    into the backup and its Delta table takes its place (other contents, e.g. caches, stay).
+    """
+    import os
+    import shutil
+
+    from pipeline.fsio import fsync_dir, staging_dir
+
+    root = Path(root)
+    staging = staging_dir(root)
+    try:
+        results = migrate(root, staging)
+        if not all(r.ok for r in results):
+            return results, staging
+        backup = root / ".pre-delta-backup"
+        backup.mkdir(exist_ok=True)
+        for name in SCHEMAS:
+            if Path(root, name).exists():
+                os.rename(root / name, backup / name)
+            if Path(staging, name).exists():
+                os.rename(staging / name, root / name)
+        fsync_dir(root)
+        return results, backup
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
@@ -37,7 +38,10 @@ LEGACY_PART = re.compile(r"^part-\d{10}-[0-9a-f]{8}\.parquet$")
 MAX_ATTEMPTS = 12  # commits lost to other writers before giving up (backoff grows to ~2 s)
 COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # compacted data files grow to about this size
 DEFAULT_RETENTION_HOURS = 168  # vacuum keeps unreferenced files younger than a week
-TABLE_CONFIG = {"delta.enableExpiredLogCleanup": "false"}  # old versions stay readable until vacuumed
+TABLE_CONFIG = {
+    "delta.enableExpiredLogCleanup": "false",  # old versions stay readable until vacuumed
+    "delta.checkpointInterval": "10",  # opening a table replays at most ~10 commits (each a GET on S3)
+}
 _WRITER = WriterProperties(compression="ZSTD")
 T = TypeVar("T")
 
@@ -204,6 +208,11 @@ class Dataset:
         _check_table(name)
         return f"{self._base.rstrip('/')}/{name}"
 
+    @property
+    def local_path(self) -> Path | None:
+        """The dataset folder on this machine; None on object storage."""
+        return Path(self._base) if self._local else None
+
     def root_exists(self) -> bool:
         if self._local:
             return os.path.isdir(self._base)
@@ -234,9 +243,6 @@ class Dataset:
         except OSError:
             return []
         return [i.path for i in infos if LEGACY_PART.match(i.base_name)]
-
-    def is_legacy(self) -> bool:
-        return any(self._legacy_parts(name) and not self.exists(name) for name in SCHEMAS)
 
     def _version_of(self, name: str) -> int | None:
         if self.version is None:
@@ -389,7 +395,7 @@ class Dataset:
             predicate = key_predicate(key_cols, (in_keys[i] for i in take))
             info = {"op": "upsert", "inserted": inserted, "updated": updated, "deleted": 0}
             write_deltalake(
-                dt, batch, mode="overwrite", predicate=predicate, writer_properties=_WRITER,
+                dt, batch, mode="overwrite", predicate=predicate, schema_mode="merge", writer_properties=_WRITER,
                 commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
             )  # fmt: skip
             return result
@@ -518,7 +524,3 @@ class Dataset:
 def add_reject(ds: Dataset, stage: str, source: str, reason: str, details: str = "") -> None:
     """Quarantine what a stage could not process; a later success for the same source may delete it."""
     ds.upsert("rejects", [{"stage": stage, "source": str(source), "reason": reason, "details": details, "at": _now()}])
-
-
-def open_dataset(root: str | os.PathLike | Dataset, version: int | dict[str, int] | str | None = None) -> Dataset:
-    return root if isinstance(root, Dataset) and version is None else Dataset(root.root if isinstance(root, Dataset) else root, version)

@@ -25,7 +25,16 @@ from pipeline.models_cache import (
     openai_checkpoint,
 )
 from pipeline.transcribe.hallucination import HallucinationRules, flag_segments, review
-from pipeline.transcribe.types import ENCODER_FPS, Segment, TranscribeOptions, Transcription, Word
+from pipeline.transcribe.types import (
+    ENCODER_FPS,
+    WHISPER_RATE,
+    Segment,
+    TranscribeOptions,
+    Transcriber,
+    Transcription,
+    Word,
+    encoder_feature_key,
+)
 
 BACKENDS = ("faster-whisper", "openai-whisper")
 
@@ -37,8 +46,11 @@ __all__ = [
     "PRODUCTION_DEFAULT",
     "Segment",
     "TranscribeOptions",
+    "Transcriber",
     "Transcription",
+    "WHISPER_RATE",
     "Word",
+    "encoder_feature_key",
     "flag_segments",
     "review",
     "check_options",
@@ -112,7 +124,7 @@ def check_options(backend: str, options: TranscribeOptions) -> None:
         raise ConfigError("transcribe.vad_filter (--vad) is a faster-whisper option; the openai-whisper backend has no VAD")
 
 
-_LOADED: dict[tuple, object] = {}
+_LOADED: dict[tuple[str, str, str, int], Transcriber] = {}
 _LOCK = threading.Lock()
 
 
@@ -121,7 +133,7 @@ def load_transcriber(
     backend: str = "auto",
     compute_type: str = "int8",
     threads: int = 0,
-):
+) -> Transcriber:
     """A loaded transcriber, shared per process (loading weights costs seconds).
 
     backend "auto": faster-whisper when its model is available, else openai-whisper.
@@ -132,11 +144,11 @@ def load_transcriber(
         if key not in _LOADED:
             files = resolve_model(model, backend)
             if backend == "faster-whisper":
-                from pipeline.transcribe.faster import FasterWhisperTranscriber
+                from pipeline.transcribe.faster_backend import FasterWhisperTranscriber
 
                 _LOADED[key] = FasterWhisperTranscriber(files, model, compute_type=compute_type, threads=threads)
             else:
-                from pipeline.transcribe.reference import OpenAIWhisperTranscriber
+                from pipeline.transcribe.openai_backend import OpenAIWhisperTranscriber
 
                 _LOADED[key] = OpenAIWhisperTranscriber(files, model, threads=threads)
         return _LOADED[key]

@@ -8,11 +8,11 @@ The key projection has no bias in openai-whisper (CTranslate2 stores zeros there
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.fsio import atomic_writer
 from pipeline.transcribe.ct2_format import CT2FormatError, read_ct2_model
 
 
@@ -107,7 +107,6 @@ def ct2_to_openai_checkpoint(folder: str | Path, dest: str | Path) -> Path:
         "alignment_heads": heads,
     }
     dest = Path(dest)
-    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, dest)
+    with atomic_writer(dest, "wb") as fh:
+        torch.save(checkpoint, fh)
     return dest

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.transcribe.types import Segment, Transcription
+from pipeline.transcribe.types import WHISPER_RATE, Segment, Transcription
 
 # Stock phrases Whisper emits over music and silence (from its subtitle training data).
 _STOCK = re.compile(
@@ -81,7 +81,7 @@ def voiced_seconds(audio16k: np.ndarray) -> float:
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     chunks = get_speech_timestamps(np.ascontiguousarray(audio16k, dtype=np.float32), VadOptions())
-    return sum(c["end"] - c["start"] for c in chunks) / 16_000
+    return sum(c["end"] - c["start"] for c in chunks) / WHISPER_RATE
 
 
 def review(result: Transcription, audio16k: np.ndarray, rules: HallucinationRules = HallucinationRules()) -> Transcription:

@@ -21,17 +21,6 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def error_rates(hypothesis: str, reference: str, language: str | None = None) -> dict[str, float | None]:
-    """{"wer", "cer", "primary"}; primary is CER for character languages, else WER."""
-    hyp, ref = normalize_text(hypothesis), normalize_text(reference)
-    if not ref:
-        raise ValueError("empty reference")
-    lang = (language or "").lower()
-    cer = float(jiwer.cer(ref.replace(" ", ""), hyp.replace(" ", "") or " ")) if lang in CHARACTER_LANGUAGES else float(jiwer.cer(ref, hyp or " "))
-    wer = None if lang in CHARACTER_LANGUAGES else float(jiwer.wer(ref, hyp or " "))
-    return {"wer": wer, "cer": cer, "primary": cer if wer is None else wer}
-
-
 def corpus_rates(pairs: list[tuple[str, str]], language: str | None = None) -> dict[str, float | None]:
     """Corpus-level rates (errors summed over all references), the usual way to report WER/CER."""
     refs = [normalize_text(r) for _, r in pairs]

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from pipeline.errors import ConfigError
 
+WHISPER_RATE = 16_000  # Whisper's input sample rate (Hz)
 # Whisper encoder frames per second (30-s window → 1500 frames).
 ENCODER_FPS = 50
+ENCODER_KEY_PREFIX = "whisper-encoder:"
+
+
+def encoder_feature_key(model: str, below_top: int = 0) -> str:
+    """The `features` table's encoder_model for a Whisper model's encoder states (`below_top` k: the
+    states entering its top k blocks). Ingest writes these keys and training reads them."""
+    return f"{ENCODER_KEY_PREFIX}{model}" + (f":below-top{below_top}" if below_top else "")
 
 
 @dataclass(frozen=True)
@@ -87,17 +97,52 @@ class Transcription:
         return sum(s.suspected_hallucination for s in self.segments)
 
 
+def segment_from(s: Mapping) -> Segment:
+    """A backend's segment (a mapping with Whisper's field names; words as mappings) as our Segment."""
+    return Segment(
+        start=float(s["start"]),
+        end=float(s["end"]),
+        text=s["text"].strip(),
+        words=[Word(w["word"].strip(), float(w["start"]), float(w["end"]), float(w["probability"])) for w in (s.get("words") or [])],
+        avg_logprob=float(s["avg_logprob"]),
+        no_speech_prob=float(s["no_speech_prob"]),
+        compression_ratio=float(s["compression_ratio"]),
+        temperature=None if s.get("temperature") is None else float(s["temperature"]),
+    )
+
+
+class Transcriber(Protocol):
+    """What both backends offer (faster-whisper and openai-whisper on the same weights)."""
+
+    backend: str
+    model_name: str
+
+    def transcribe(self, audio16k: np.ndarray, options: TranscribeOptions = ...) -> Transcription: ...
+
+
 class EncoderFrameCollector:
     """Keeps the encoder output of each 30-s window the decoder already ran, on the take's timeline.
 
     Backends call `window(mel_window, output)` from inside their encode step; the window's position
     is found by matching its first mel columns against the take's full mel (exact: same arrays).
+    A backend that learns the full mel only after its first encode (faster-whisper's language
+    detection) creates the collector without it and calls `set_mel` later; earlier windows wait.
     """
 
-    def __init__(self, full_mel: np.ndarray):
+    def __init__(self, full_mel: np.ndarray | None = None):
+        self.full_mel: np.ndarray | None = None
+        self.content_frames = 0
+        self.pieces: dict[int, np.ndarray] = {}
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        if full_mel is not None:
+            self.set_mel(full_mel)
+
+    def set_mel(self, full_mel: np.ndarray) -> None:
         self.full_mel = np.asarray(full_mel, dtype=np.float32)
         self.content_frames = self.full_mel.shape[-1]
-        self.pieces: dict[int, np.ndarray] = {}
+        pending, self.pending = self.pending, []
+        for mel_window, output in pending:
+            self.window(mel_window, output)
 
     def _seek_of(self, window: np.ndarray) -> int | None:
         first = window[:, 0]
@@ -109,6 +154,9 @@ class EncoderFrameCollector:
         return None
 
     def window(self, mel_window: np.ndarray, output: np.ndarray) -> None:
+        if self.full_mel is None:
+            self.pending.append((np.array(mel_window), np.array(output)))
+            return
         mel_window = np.asarray(mel_window, dtype=np.float32).reshape(-1, *np.shape(mel_window)[-2:])
         output = np.asarray(output).reshape(-1, *np.shape(output)[-2:])
         for mel, out in zip(mel_window, output):

@@ -121,7 +121,9 @@ class Workflow:
         return self.projects.client_for(project_id, self.settings, self.service)
 
 
-def make_workflow(server: LocalServer, root: Path, prefix: str, clips_from, n_clips: int, offset: int = 0, n_annotators: int = 3) -> Workflow:
+def make_workflow(
+    server: LocalServer, root: Path, prefix: str, clips_from, n_clips: int, offset: int = 0, n_annotators: int = 3
+) -> Workflow:
     from annotation.client import connect, invite_link, setup_projects
     from annotation.settings import AnnotationSettings, Roster
     from pipeline.dataset import Dataset
@@ -145,6 +147,8 @@ def make_workflow(server: LocalServer, root: Path, prefix: str, clips_from, n_cl
     ds = Dataset(root / "dataset")
     specs = build_clip_dataset(ds, clips_from, n_clips, offset)
     return Workflow(server, settings, roster, projects, users, service, ds, specs, server.document_root)
+
+
 @pytest.fixture(scope="session")
 def workflow(ls_server, gtsinger, tmp_path_factory):
     """Projects and clips shared by tests that only need synced tasks (browser, predictions)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -60,18 +60,21 @@ def _annotations(rows):
 
 
 def test_resolve_agreed_adjudicated_pending_incomplete():
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ann = _annotations(
         [
-            ("c1", "a@x", "first", "pop", "sad"), ("c1", "b@x", "first", "pop", "sad"),
-            ("c2", "a@x", "first", "pop", "sad"), ("c2", "b@x", "first", "bel canto", "sad"),
+            ("c1", "a@x", "first", "pop", "sad"),
+            ("c1", "b@x", "first", "pop", "sad"),
+            ("c2", "a@x", "first", "pop", "sad"),
+            ("c2", "b@x", "first", "bel canto", "sad"),
             ("c2", "j@x", "adjudication", "bel canto", "mixed"),
-            ("c3", "b@x", "first", "pop", "happy"), ("c3", "c@x", "first", "pop", "sad"),
+            ("c3", "b@x", "first", "pop", "happy"),
+            ("c3", "c@x", "first", "pop", "sad"),
             ("c4", "a@x", "first", "pop", "happy"),
         ]
     )
     res = resolve(ann, now)
-    by = {l["clip_id"]: l for l in res.labels}
+    by = {lab["clip_id"]: lab for lab in res.labels}
     assert by["c1"]["resolution"] == "agreed" and by["c1"]["annotators"] == ["a@x", "b@x"]
     assert (by["c2"]["style"], by["c2"]["emotion"], by["c2"]["resolution"]) == ("bel canto", "mixed", "adjudicated")
     assert res.pending == ["c3"] and res.incomplete == ["c4"]
@@ -100,7 +103,7 @@ def test_per_pair_kappa_and_cooccurrence():
 
 
 def test_report_writes_markdown_and_heatmaps(tmp_dataset, tmp_path):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = []
     rng = np.random.default_rng(0)
     for i in range(30):
@@ -125,3 +128,10 @@ def test_report_writes_markdown_and_heatmaps(tmp_dataset, tmp_path):
     assert "Low-agreement clips" in text and len(rep.low) == len(res.to_adjudicate)
     for p in rep.low:
         assert p.clip_id in text
+
+
+def test_heatmap_colour_scale_starts_at_zero():
+    from annotation.report import color_limits
+
+    assert color_limits(np.array([[1.0, 3.0], [2.0, 1.0]])) == {"vmin": 0.0, "vmax": 3.0}  # a 1-cell is not the floor
+    assert color_limits(np.array([[np.nan, np.nan]]))["vmin"] == 0.0

@@ -28,8 +28,14 @@ from tests.annotation.ls_fixtures import make_workflow
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "annotation"
 FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -95,8 +101,11 @@ def test_b_can_neither_open_nor_see_a_s_project_tasks_labels_or_name(team, brows
 
     ctx, page = _login(browser, wf, b)
     seen: list[str] = []
+    about_a: dict[str, int] = {}  # what the server answered B's browser for A's project and task
 
     def keep(r) -> None:  # every JSON answer B's browser gets, to search it for A's name afterwards
+        if f"/api/projects/{pa}" in r.url or f"/api/tasks/{ta['id']}" in r.url or f"project={pa}" in r.url:
+            about_a[r.url] = r.status
         if "/api/" in r.url and "json" in (r.headers.get("content-type") or ""):
             try:
                 seen.append(r.text())
@@ -104,13 +113,16 @@ def test_b_can_neither_open_nor_see_a_s_project_tasks_labels_or_name(team, brows
                 pass
 
     page.on("response", keep)
-    for url in (f"/projects/{pa}/data?task={ta['id']}", f"/projects/{pa}/data", f"/projects/{pa}/settings"):
-        resp = page.goto(f"{wf.settings.url}{url}")
-        page.wait_for_timeout(2500)
+    for i, url in enumerate((f"/projects/{pa}/data?task={ta['id']}", f"/projects/{pa}/settings")):
+        page.goto(f"{wf.settings.url}{url}")  # the single-page app's shell itself answers 200 to any path
+        page.wait_for_timeout(4000)
+        _shot(page, f"isolation-b-opens-a-{i}.png")
         body = page.inner_text("body")
-        assert resp.status == 404, (url, resp.status)
         assert ta["data"]["transcript"][:12] not in body and a not in body
-    _shot(page, "isolation-b-opens-a-task.png")
+        assert page.locator("label", has_text=wf.settings.labels.styles[0]).count() == 0  # no labeling controls
+        if i == 0:
+            assert "No Project matches the given query" in body  # what Label Studio shows for a 404 project
+    assert about_a and all(status in (403, 404) for status in about_a.values()), about_a
     page.goto(f"{wf.settings.url}/projects/")
     page.get_by_text("labels ·").first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
@@ -127,8 +139,8 @@ def test_b_can_neither_open_nor_see_a_s_project_tasks_labels_or_name(team, brows
     assert _api(wf, b, f"/api/projects/{pa}/").status_code == 404
     assert _api(wf, b, f"/api/tasks/{ta['id']}/").status_code == 404
     ann_id = export_tasks(wf.org(pa), pa)[0]["annotations"][0]["id"]
-    assert _api(wf, b, f"/api/annotations/{ann_id}/").status_code == 404
-    assert _api(wf, b, f"/api/projects/{pa}/export?exportType=JSON").status_code == 404
+    assert _api(wf, b, f"/api/annotations/{ann_id}/").status_code in (403, 404)  # 403: the launcher's organization check
+    assert _api(wf, b, f"/api/projects/{pa}/export?exportType=JSON").status_code in (403, 404)
     assert [p["id"] for p in _api(wf, b, "/api/projects/").json()["results"]] == [pb]
     assert _api(wf, b, f"/api/tasks/?project={pa}").status_code in (403, 404)
     everything = json.dumps([_api(wf, b, p).json() for p in ("/api/projects/", "/api/users/", f"/api/tasks/?project={pb}")]) + "".join(seen)
@@ -204,10 +216,12 @@ def test_a_s_queue_completes_by_keyboard_and_a_skip_reaches_a_third_annotator(te
     rep = _sync(wf)
     assert rep.per_annotator[b]["skipped"] == 1 and rep.per_annotator[b]["waiting"] == 0
     assert rep.reassigned == 1
-    skipped_clip = next(
-        t["data"]["clip_id"] for t in export_tasks(wf.org(pb), pb) if any(x["was_cancelled"] for x in t["annotations"])
-    )
-    holders = {x for x in (a, b, c) if any(t["data"]["clip_id"] == skipped_clip for t in export_tasks(wf.org(wf.projects.first[x]), wf.projects.first[x]))}
+    skipped_clip = next(t["data"]["clip_id"] for t in export_tasks(wf.org(pb), pb) if any(x["was_cancelled"] for x in t["annotations"]))
+    holders = {
+        x
+        for x in (a, b, c)
+        if any(t["data"]["clip_id"] == skipped_clip for t in export_tasks(wf.org(wf.projects.first[x]), wf.projects.first[x]))
+    }
     assert len(holders) == 3, holders  # the third annotator has it now
     if flagged_ids & {t["data"]["clip_id"] for t in tasks[a]}:
         assert any("hallucination" in t["data"]["asr_note"] for t in export_tasks(wf.org(pa), pa))
@@ -222,7 +236,9 @@ def test_adjudicator_sees_both_labels_without_names(team, browser):
         for t in export_tasks(wf.org(pid), pid):
             if not t["annotations"]:
                 emotion = "mixed" if x == wf.roster.annotators[2] else "happy"
-                wf.client_for(x).annotations.create(id=t["id"], result=[choice_result("style", "bel canto"), choice_result("emotion", emotion)])
+                wf.client_for(x).annotations.create(
+                    id=t["id"], result=[choice_result("style", "bel canto"), choice_result("emotion", emotion)]
+                )
     rep = _sync(wf)
     assert rep.adjudication_created + rep.adjudication_updated >= 1, rep.as_dict()
     padj = wf.projects.adjudication
@@ -239,7 +255,8 @@ def test_adjudicator_sees_both_labels_without_names(team, browser):
     # The order is drawn per clip: over many clips, "Label 1" is annotator A's about half the time.
     firsts = [
         Pair(f"clip-{i}", ("a@x", "b@x"), {"style": "pop", "emotion": "sad"}, {"style": "bel canto", "emotion": "sad"})
-        .first_labels_text().startswith("Label 1: style pop")
+        .first_labels_text()
+        .startswith("Label 1: style pop")
         for i in range(400)
     ]
     assert 150 < sum(firsts) < 250
@@ -270,3 +287,12 @@ def test_renamed_project_keeps_syncing_and_a_deleted_one_is_reported_not_recreat
     token = wf.projects.tokens[pa]  # A's organization: nothing was recreated in it
     r = requests.get(f"{wf.settings.url}/api/projects/", headers={"Authorization": f"Token {token}"}, timeout=30)
     assert r.json()["results"] == []
+    # Asked for explicitly, A gets a new project; A's labels are in the dataset, so nothing is re-sent.
+    replaced = setup_projects(
+        wf.server, wf.settings, wf.roster, wf.document_root / wf.settings.media_subdir, wf.projects, replace_missing=True
+    )
+    assert replaced.first[a] != pa and {x: replaced.first[x] for x in wf.roster.annotators[1:]} == {
+        x: wf.projects.first[x] for x in wf.roster.annotators[1:]
+    }
+    rep = run_sync(wf.dataset, wf.service, wf.settings, wf.roster, replaced, wf.document_root)
+    assert rep.tasks_created.get(a, 0) == 0, rep.tasks_created

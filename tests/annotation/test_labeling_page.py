@@ -14,8 +14,14 @@ from annotation.sync import export_tasks, run_sync
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "annotation"
 FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -35,9 +41,7 @@ def browser():
 def test_annotator_page_has_audio_and_both_choice_groups(workflow, browser):
     wf = workflow
     run_sync(wf.dataset, wf.service, wf.settings, wf.roster, wf.projects, wf.document_root)
-    annotator, pid, task = next(
-        (a, pid, t[0]) for a, pid in wf.projects.first.items() if (t := export_tasks(wf.org(pid), pid))
-    )
+    annotator, pid, task = next((a, pid, t[0]) for a, pid in wf.projects.first.items() if (t := export_tasks(wf.org(pid), pid)))
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     media = []
     page.on("response", lambda r: media.append(r.status) if "/data/local-files/" in r.url else None)
@@ -56,6 +60,7 @@ def test_annotator_page_has_audio_and_both_choice_groups(workflow, browser):
     body = page.inner_text("body")
     assert "Style" in body and "Emotion" in body
     assert task["data"]["transcript"][:10] in body
+    assert task["data"]["asr_note"] in body  # the transcript's note (suspected hallucination or not)
     duration = page.evaluate("() => document.querySelector('audio').duration")
     assert media and all(s in (200, 206) for s in media), media
     assert 206 in media

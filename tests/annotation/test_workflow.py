@@ -74,9 +74,14 @@ def labeled(ls_server, gtsinger, tmp_path_factory):
     # …so the one stray label left to catch is one made with the organization's service account…
     wf.org(pid).annotations.create(id=t0["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])])
     # …and a task whose clip is not in the dataset gets labeled.
-    wf.org(pid).projects.import_tasks(pid, request=[{"data": {"clip_id": "clip-not-in-dataset", "audio": "/data/local-files/?d=x.flac", "transcript": "?", "asr_note": "?"}}])
+    wf.org(pid).projects.import_tasks(
+        pid,
+        request=[{"data": {"clip_id": "clip-not-in-dataset", "audio": "/data/local-files/?d=x.flac", "transcript": "?", "asr_note": "?"}}],
+    )
     stray = next(t for t in export_tasks(wf.org(pid), pid) if t["data"]["clip_id"] == "clip-not-in-dataset")
-    wf.client_for(owner).annotations.create(id=stray["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])])
+    wf.client_for(owner).annotations.create(
+        id=stray["id"], result=[choice_result("style", styles[0]), choice_result("emotion", emotions[0])]
+    )
     second = _sync(wf)
     return wf, first, second, expected, problems_made
 
@@ -160,7 +165,9 @@ def test_adjudication_decides_disagreements_and_resync_changes_nothing(labeled):
         assert wf.roster.adjudicator in list(labels.loc[cid, "annotators"])
     n_tasks = {pid: len(export_tasks(wf.org(pid), pid)) for pid in [*wf.projects.first.values(), wf.projects.adjudication]}
     n_rows = {t: wf.dataset.count(t) for t in ("annotations", "labels", "rejects")}
+    tracebacks = wf.server.log_file.read_text(errors="replace").count("Invalid page.")
     again = _sync(wf)
+    assert wf.server.log_file.read_text(errors="replace").count("Invalid page.") == tracebacks  # no pager overrun
     assert not again.changed
     assert again.annotations["unchanged"] == 12 and again.labels["unchanged"] == 5
     assert {pid: len(export_tasks(wf.org(pid), pid)) for pid in n_tasks} == n_tasks

@@ -120,3 +120,14 @@ def only_take(folder: Path) -> tuple[Path, Path]:
     wavs = sorted(folder.glob("*.wav"))
     assert len(wavs) == 1, wavs
     return wavs[0], wavs[0].with_suffix(".json")
+
+
+def multichannel_device(folder: Path, source: Source, n: int) -> Device:
+    """An n-channel interface (unpaced, bit-exact): channel k carries the source scaled by 2^-(k-1)
+    and shifted by k·1000 frames, so each channel is distinguishable sample for sample."""
+    frames = source.samples.size - n * 1000
+    channels = np.stack([(source.samples[k * 1000 : k * 1000 + frames] >> (8 + k - 1)) << 8 for k in range(1, n + 1)], axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    infile = vd.write_s32_infile(folder / f"ch{n}.s32", channels)
+    config = vd.write_alsa_config(folder, infile, paced=False, channels=n)
+    return Device(_env(config), config, Source(channels.astype(np.int32), source.clip_path, source.clip_frames))

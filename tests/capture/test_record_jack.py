@@ -67,6 +67,10 @@ def test_sigkill_mid_take_then_recover(tmp_path, jack_device):
     run = capture_cli(["recover", str(recordings)], jack_device)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 recovered" in run.stdout
+    assert f"s01/{wav.name}" in run.stdout  # the full take id, never cut
+    said = run.stdout.split("recovered  s01/")[1]
+    saved = float(said.split(" s saved")[0].split()[-1])
+    not_saved = float(said.split(" s not saved")[0].split()[-1])
     m = json.loads(js.read_text())
     assert (m["status"], m["recovered"]) == ("recovered", True)
     got, rate = sf.read(wav, dtype="int32")
@@ -76,6 +80,10 @@ def test_sigkill_mid_take_then_recover(tmp_path, jack_device):
     assert got.size <= (recorded_for + 0.1) * rate
     assert _max_lsb_error(got, jack_device.source.samples[: got.size]) <= 1
     assert (m["frames"], m["seconds"], m["sha256"]) == (got.size, got.size / rate, sha256_file(wav))
+    assert abs(saved - got.size / rate) < 0.01  # the seconds on disk, as said
+    assert abs(saved + not_saved - recorded_for) < 0.2 + 0.6, (saved, not_saved, recorded_for)  # + input latency
+    ended = datetime.fromisoformat(m["ended_at"].replace("Z", "+00:00")).timestamp()
+    assert killed_at - 0.6 <= ended <= killed_at  # the last audio written, not the time of recovery
     assert m["take_id"] == wav.stem and m["singer"] == "ZH-Alto-1" and m["input_overflows"] == 0
     assert abs(m["peak_dbfs"] - 20 * np.log10(np.abs(got.astype(np.int64)).max() / 2**31)) < 1e-3
     assert load_audio(wav).frames == got.size

@@ -42,6 +42,9 @@ class Tmux:
             f"env -i HOME=/root TERM=xterm-256color PATH={shlex.quote(env['PATH'])} {exports} bash --norc --noprofile",
         )
         self.send(f"cd {shlex.quote(str(cwd))} && export PS1='$ ' && clear", "Enter")
+        deadline = time.monotonic() + 10
+        while self.screen().strip() != "$" and time.monotonic() < deadline:  # typed-ahead keys would echo twice
+            time.sleep(0.05)
 
     def _tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True).stdout
@@ -204,14 +207,35 @@ def test_a_clipped_take_lights_the_clip_light_and_exits_3(tmp_path, term, studio
             "--min-free-minutes",
             "1",
         )
-        + "; echo rc=$?",
+        + '; echo "r""c=$?"',
         "Enter",
     )
     during = t.wait_for(" CLIP ", timeout=30)
     assert "clipped samples this take" in during
-    screen = t.wait_for("rc=", timeout=30, count=2)  # the typed command holds the first
+    screen = t.wait_for("rc=", timeout=30)
     assert "rc=3" in screen
     assert "CLIPPED:" in screen and "⚠ clipping at" not in screen  # one light, not a warning line per second
     [m] = _manifests(tmp_path / "REC" / "s01")
     assert m["status"] == "complete" and m["clipped_samples"] > 0
     assert f"CLIPPED: {m['clipped_samples']:,} samples" in screen
+
+
+@pytest.mark.timeout(90)
+def test_check_in_two_steps_waits_for_enter_between_them(term):
+    rng = np.random.default_rng(5)
+    noise = 10 ** (-72 / 20) * rng.standard_normal(int(1.2 * 48_000))  # the quiet room: -72 dBFS RMS
+    tone = 10 ** (-12 / 20) * np.sin(2 * np.pi * 330 * np.arange(4 * 48_000) / 48_000)  # singing peaking at -12 dBFS
+    x = np.concatenate([noise, tone])
+    t = term((np.round(x * 2**23).astype(np.int64) << 8).astype(np.int32))
+    t.send(_cli("check", "--device", "virtual", "--seconds", "1") + '; echo "r""c=$?"', "Enter")
+    t.wait_for("press Enter, then sing")
+    t.send("x")  # not Enter: nothing starts, nothing echoed
+    time.sleep(0.2)
+    t.send("Enter")
+    screen = t.wait_for("rc=")
+    text = " ".join(screen.split())
+    assert "rc=0" in text and "level check: ready to record" in text, screen
+    floor = float(text.split("noise floor ")[1].split(" dBFS")[0])
+    peak = float(text.split("2 singing 1.0 s: peak ")[1].split(" dBFS")[0])
+    assert abs(floor - -72.0) < 1.0 and abs(peak - -12.0) < 0.1, text
+    assert not any(line.strip() == "x" for line in screen.splitlines())

@@ -62,7 +62,7 @@ def test_dataset_history_lists_versions_and_row_changes(tmp_dataset):
 
 def test_old_layout_is_refused_with_how_to_convert_then_migrated(tmp_path):
     out = subprocess.run([*CLI, "dataset", "info", str(LEGACY)], capture_output=True, text=True)
-    assert out.returncode == 2 and "old Parquet-parts layout" in out.stdout and "cantolab dataset migrate" in out.stdout
+    assert out.returncode == 2 and "old Parquet-parts layout" in out.stderr and "cantolab dataset migrate" in out.stderr
     new = tmp_path / "delta"
     out = subprocess.run([*CLI, "dataset", "migrate", str(LEGACY), str(new)], capture_output=True, text=True)
     assert out.returncode == 0 and "every row preserved" in out.stdout, out.stdout + out.stderr
@@ -72,4 +72,32 @@ def test_old_layout_is_refused_with_how_to_convert_then_migrated(tmp_path):
 
 def test_rejects_on_a_missing_folder_is_an_error(tmp_path):
     out = subprocess.run([*CLI, "dataset", "rejects", str(tmp_path / "nope")], capture_output=True, text=True)
-    assert out.returncode == 2 and "no dataset at" in out.stdout
+    assert out.returncode == 2 and "no dataset at" in out.stderr
+
+
+def test_pins_listed_and_dropped(tmp_dataset):
+    tmp_dataset.upsert("labels", [{"clip_id": "a", "style": "pop"}])
+    tmp_dataset.pin("model:/models/run-1")
+    out = subprocess.run([*CLI, "dataset", "pins", tmp_dataset.root], capture_output=True, text=True, check=True)
+    assert "model:/models/run-1" in out.stdout and "labels" in out.stdout
+    out = subprocess.run(
+        [*CLI, "dataset", "pins", tmp_dataset.root, "--unpin", "model:/models/run-1"], capture_output=True, text=True, check=True
+    )
+    assert "unpinned model:/models/run-1: 1" in out.stdout and tmp_dataset.pins() == {}
+    out = subprocess.run([*CLI, "dataset", "vacuum", tmp_dataset.root, "--dry-run"], capture_output=True, text=True, check=True)
+    assert "labels: would remove 0 file(s)" in out.stdout
+
+
+def test_migrate_in_place_keeps_a_backup_and_other_files(tmp_path):
+    import shutil
+
+    old = tmp_path / "dataset"
+    shutil.copytree(LEGACY, old)
+    (old / ".ingest-cache").mkdir()
+    (old / ".ingest-cache" / "keep.txt").write_text("x")
+    out = subprocess.run([*CLI, "dataset", "migrate", str(old)], capture_output=True, text=True)
+    assert out.returncode == 0 and "every row preserved" in out.stdout and ".pre-delta-backup" in out.stdout, out.stdout + out.stderr
+    js = json.loads(subprocess.run([*CLI, "dataset", "info", str(old), "--json"], capture_output=True, text=True, check=True).stdout)
+    assert js["rows"]["clips"] == 6 and js["rows"]["labels"] == 4
+    assert (old / ".ingest-cache" / "keep.txt").exists() and len(list((old / ".pre-delta-backup" / "labels").glob("part-*.parquet"))) == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dataset.")]  # no staging left behind

@@ -230,6 +230,7 @@ def test_cli_imports_a_mixed_row_and_reads_the_vocabulary_from_the_settings_file
     result = CliRunner().invoke(app, [*args, "--settings", str(settings)])
     assert result.exit_code == 0, result.output
     assert sorted((lab["style"], lab["emotion"]) for lab in ds.read("labels").to_pylist()) == [("bel canto", "calm"), ("pop", "mixed")]
+    assert ds.count("rejects") == 0  # the row imported now is no longer listed as rejected
 
     settings.write_text('[labels]\nemotion = ["happy"]\n')  # a misspelt key stops the run at once
     result = CliRunner().invoke(app, [*args, "--settings", str(settings)])

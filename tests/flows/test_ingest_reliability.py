@@ -52,11 +52,18 @@ def test_reingest_without_manifest_keeps_metadata_and_reports_it(prefect_harness
     before = _takes(Dataset(ds_path))
 
     dropped = tmp_path / "dropped"
-    dropped.mkdir()
-    shutil.copyfile(studio / "take-0.flac", dropped / "copy-0.flac")
+    (dropped / "some-folder").mkdir(parents=True)  # its name is no session to replace the known one
+    shutil.copyfile(studio / "take-0.flac", dropped / "some-folder" / "copy-0.flac")
     shutil.copyfile(studio / "take-1.flac", dropped / "copy-1.flac")
+    report = ingest_flow(str(dropped), str(ds_path), settings=SETTINGS)
+    assert report["found_again"] == 2 and report["changed"] == []
+    for take_id, row in _takes(Dataset(ds_path)).items():
+        assert {k: row[k] for k in ("session", "singer", "song", "language")} == {
+            k: before[take_id][k] for k in ("session", "singer", "song", "language")
+        }
+
     csv_path = tmp_path / "fix.csv"
-    csv_path.write_text("path,song\ncopy-0.flac,\ncopy-1.flac,song-1-renamed\n")
+    csv_path.write_text("path,song\nsome-folder/copy-0.flac,\ncopy-1.flac,song-1-renamed\n")
     report = ingest_flow(str(dropped), str(ds_path), str(csv_path), settings=SETTINGS)
 
     after = _takes(Dataset(ds_path))

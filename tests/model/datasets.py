@@ -40,7 +40,7 @@ def build_dataset(root: Path, rows: pd.DataFrame, session: str, with_transcript:
     takes, clips, labels = [], [], []
     for row in rows.to_dict("records"):
         prepared = prepare_take(row["abs_path"])
-        take_id = take_id_for_content(prepared.clip.sha256)
+        take_id = take_id_for_content(prepared.audio.sha256)
         takes.append(take_record(take_id, prepared, {"session": session, "singer": row["singer"], "language": row.get("language")}))
         clip = whole_clip_record(take_id, prepared, session, row["singer"])
         if with_transcript and isinstance(row.get("lyrics"), str):

@@ -15,9 +15,20 @@ def test_every_singer_is_tested_once_by_a_model_that_never_heard_them(gt_small):
     examples = load_examples(gt_small)
     feats = clip_features(examples)
     folds = [[s] for s in sorted({e.singer for e in examples})]
-    fitted: list[int] = []
-    cv = crossval(examples, feats, tiny_config(epochs=2, patience=2, seeds=(0, 1), tasks=("style",)), folds=folds, on_fit=lambda: fitted.append(1))
-    assert len(fitted) == len(folds) * 2
+    fitted: list = []
+    cv = crossval(examples, feats, tiny_config(epochs=2, patience=2, seeds=(0, 1), tasks=("style",)), folds=folds, on_fit=fitted.append)
+    assert len(fitted) == len(folds) * 2 and fitted == cv.fits
+    singer_of = {e.clip_id: e.singer for e in examples}
+    for seed in (0, 1):
+        tested = []
+        for rec in (r for r in cv.fits if r.seed == seed):
+            test_singers = {singer_of[c] for c in rec.test}
+            assert test_singers == set(folds[rec.fold])
+            seen = {singer_of[c] for c in rec.train} | {singer_of[c] for c in rec.validation}
+            assert not test_singers & seen, (rec.fold, seed, test_singers & seen)  # no test singer's clip in training
+            assert rec.train and not set(rec.test) & (set(rec.train) | set(rec.validation))
+            tested += rec.test
+        assert sorted(tested) == sorted(singer_of)  # each clip tested exactly once per seed
     for seed in (0, 1):
         probs = cv.probs[seed]["style"]
         assert probs.shape == (len(examples), 2)

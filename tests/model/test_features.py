@@ -27,7 +27,15 @@ def test_whisper_frames_kept_by_ingest_are_used(gt_small, tmp_dataset):
     frames = np.arange(10 * 512, dtype=np.float32).reshape(10, 512) / 1000
     tmp_dataset.upsert(
         "features",
-        [{"clip_id": examples[0].clip_id, "encoder_model": whisper_key("base"), "n_frames": 10, "dim": 512, "frames": frames.astype("<f2").tobytes()}],
+        [
+            {
+                "clip_id": examples[0].clip_id,
+                "encoder_model": whisper_key("base"),
+                "n_frames": 10,
+                "dim": 512,
+                "frames": frames.astype("<f2").tobytes(),
+            }
+        ],
     )
     stats = FeatureStats()
     got = clip_features(examples[:1], whisper_key("base"), dataset=tmp_dataset, stats=stats)
@@ -80,3 +88,32 @@ def test_states_below_the_top_blocks_are_cached_under_their_own_key(gt_small):
 def test_a_whisper_model_cannot_tune_more_blocks_than_it_has():
     with pytest.raises(ValueError, match="has 6 encoder blocks"):
         WhisperEncoder("base", below_top=7)
+
+
+def test_openai_whisper_encoder_features_match_the_frames_ingest_stores(gtsinger, tmp_dataset, monkeypatch, tmp_path):
+    """The same clip's features two ways: the faster-whisper frames ingest keeps (int8, its default)
+    and the openai-whisper encoder the model computes when none are kept (float32, same weights).
+    Measured on this clip: same 189 frames, relative error 0.12, mean per-frame cosine 0.992; the
+    same features one pooled frame (40 ms) out of step are 0.46 apart, half a frame 0.30."""
+    from model.data import Example
+    from pipeline.audio import sha256_file
+    from pipeline.ingest import IngestSettings, TakeSource, process_take
+
+    monkeypatch.setenv("CANTOLAB_FEATURE_CACHE", str(tmp_path / "features"))
+    row = gtsinger[gtsinger.path == "audio/EN-Alto-2-Vibrato-Vibrato-bBC73SBE.flac"].iloc[0]
+    source = TakeSource(row.abs_path, row.abs_path, {"session": "s", "singer": row.singer, "language": "en"})
+    rows = process_take(source, sha256_file(row.abs_path), IngestSettings.from_dict({"model": "base", "transcribe": {"beam_size": 1}}))
+    assert len(rows.clips) == len(rows.features) == 1
+    tmp_dataset.upsert("clips", rows.clips)
+    tmp_dataset.upsert("features", rows.features)
+    examples = [Example(c["clip_id"], row.singer, c["audio_flac"]) for c in rows.clips]
+    kept, computed = FeatureStats(), FeatureStats()
+    (stored,) = clip_features(examples, whisper_key("base"), dataset=tmp_dataset, stats=kept)
+    (encoded,) = clip_features(examples, whisper_key("base"), stats=computed)
+    assert kept.from_dataset == 1 and computed.computed == 1
+    assert stored.shape == encoded.shape and stored.shape[1] == 512
+    rel = np.linalg.norm(stored - encoded) / np.linalg.norm(encoded)
+    cos = (stored * encoded).sum(1) / np.linalg.norm(stored, axis=1) / np.linalg.norm(encoded, axis=1)
+    assert rel < 0.2 and cos.mean() > 0.97, (rel, cos.mean())
+    out_of_step = np.linalg.norm(stored[1:] - encoded[:-1]) / np.linalg.norm(encoded[:-1])
+    assert out_of_step > 2 * rel, out_of_step

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from pipeline.synth import long_take_wav
+from tests.peak_rss import peak_rss_mb
 
 
 def _peak_rss_mb(code: str) -> tuple[int, str, float]:
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    return os.waitstatus_to_exitcode(status), out, usage.ru_maxrss / 1024
+    return peak_rss_mb(code)
 
 
 def test_two_hour_wav_refused_by_predict_without_decoding_it(tmp_path):

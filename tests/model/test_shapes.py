@@ -123,3 +123,17 @@ def test_tuned_whisper_blocks_learn_and_ignore_padding():
         alone = net(audio[1:2, :20], mask[1:2, :20], TEXTS[1:2])
     for task in N_CLASSES:
         torch.testing.assert_close(padded[task][1], alone[task][0], atol=1e-5, rtol=1e-4)
+
+
+def test_frame_pool_averages_real_frames_only():
+    import torch
+
+    from model.encoders import pool_frames
+
+    h = torch.arange(2 * 5 * 3, dtype=torch.float32).view(2, 5, 3)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    pooled, m = pool_frames(h, mask, 2)
+    assert pooled.shape == (2, 3, 3) and m.tolist() == [[True, True, True], [True, True, False]]
+    torch.testing.assert_close(pooled[0, 2], h[0, 4])  # a group of one real frame (padding ignored)
+    torch.testing.assert_close(pooled[1, 1], h[1, 2])  # frame 3 is padding
+    torch.testing.assert_close(pooled[0, 0], h[0, :2].mean(0))

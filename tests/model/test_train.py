@@ -65,6 +65,10 @@ def test_run_folder_is_complete_and_honest(saved):
         assert 0 <= s["accuracy"]["mean"] <= 1 and 0 < s["majority_rate"] <= 1
     report = (folder / "report.md").read_text()
     assert "majority-class rate" in report and "language alone" in report.lower()
+    assert "Baseline: pooled features + logistic regression" in report and "Saved model (seed" in report
+    for task in ("style", "emotion"):
+        b = saved_metrics["controls"]["probe_baseline"][task]
+        assert b["n"] == saved_metrics["summary"][task]["n"] and 0 <= b["accuracy"] <= 1
 
 
 def test_save_load_gives_the_same_predictions(saved):

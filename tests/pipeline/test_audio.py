@@ -163,16 +163,9 @@ def test_truncated_real_flac_is_refused(tmp_path, gtsinger):
 
 
 def _peak_rss_mb(code: str) -> tuple[int, str, float]:
-    """Run `code` in a fresh interpreter; its exit status, output and peak RSS (MB) from wait4."""
-    import os
-    import subprocess
-    import sys
+    from tests.peak_rss import peak_rss_mb
 
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out, usage.ru_maxrss / 1024
+    return peak_rss_mb(code)
 
 
 def test_two_hour_wav_refused_from_its_header_with_bounded_memory(tmp_path):

@@ -42,7 +42,7 @@ def real_rows(gtsinger):
     takes, clips = [], []
     for _, row in gtsinger.head(4).iterrows():
         prepared = prepare_take(row["abs_path"])
-        take_id = take_id_for_content(prepared.clip.sha256)
+        take_id = take_id_for_content(prepared.audio.sha256)
         takes.append(take_record(take_id, prepared, {"singer": row["singer"], "session": "gtsinger", "song": row["song"]}))
         clips.append(whole_clip_record(take_id, prepared, "gtsinger", row["singer"]))
     return takes, clips
@@ -166,8 +166,18 @@ def _run_writer(root: str, body: str, env: dict | None = None, **kw) -> subproce
 
 
 def _assert_whole_version(ds: Dataset) -> int:
-    """The table equals exactly what some number of whole batches wrote; returns that number."""
+    """The table equals exactly what some number of whole batches wrote; returns that number.
+
+    Every documented reader agrees (issue 14.7: none may see a half-written or orphaned file).
+    """
     rows = _by_id(ds)
+    if ds.exists("labels"):
+        uri = ds.table_uri("labels")
+        assert pl.read_delta(uri, storage_options=ds.storage_options).height == len(rows)
+        assert len(DeltaTable(uri, storage_options=ds.storage_options).to_pandas()) == len(rows)
+        con = duckdb.connect()
+        con.register("labels", ds.read("labels"))
+        assert con.sql("select count(*), count(distinct clip_id) from labels").fetchall() == [(len(rows), len(rows))]
     if not rows:
         return 0
     k = int(rows.pop("latest")["style"])
@@ -355,6 +365,9 @@ def test_older_tables_missing_a_nullable_column_read_with_nulls(tmp_dataset):
     write_deltalake(f"{tmp_dataset.root}/labels", pa.Table.from_pylist([{"clip_id": "a", "style": "pop"}], schema=schema))
     read = tmp_dataset.read("labels")
     assert read.schema.equals(SCHEMAS["labels"]) and read.column("annotators").null_count == 1
+    # The next upsert adds the column to the table (schema evolution), old rows keep nulls.
+    assert tmp_dataset.upsert("labels", [{"clip_id": "b", "style": "pop", "annotators": ["x"]}]).inserted == 1
+    assert {r["clip_id"]: r["annotators"] for r in tmp_dataset.read("labels").to_pylist()} == {"a": None, "b": ["x"]}
 
 
 def test_unsupported_url_is_refused(tmp_path):

@@ -62,3 +62,9 @@ def test_discarded_take_stays_on_disk_and_is_skipped(tmp_path):
     sources, problems = discover_takes(tmp_path)
     assert [s.manifest["take_id"] for s in sources] == ["keep"] and problems == []
     assert (session / "drop.wav").exists()
+
+
+def test_a_manifest_without_status_is_a_finished_take(tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps({"take_id": "t", "session": "s", "singer": "x", "song": "y", "language": "en"}))
+    m = read_manifest(tmp_path / "t.json")
+    assert m.status is TakeStatus.COMPLETE and m.language == "en"

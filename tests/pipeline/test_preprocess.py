@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.audio import AudioClip, load_audio
+from pipeline.audio import TakeAudio, load_audio
 from pipeline.config import PreprocessConfig
 from pipeline.preprocess import db, normalize, preprocess, remove_dc, resample, rms, to_whisper_input
 from pipeline.synth import SungNote, sung_note
@@ -112,7 +112,7 @@ def test_resample_to_whisper_rate_keeps_pitch_and_length():
 
 
 def test_silence_cannot_be_normalized():
-    clip = AudioClip(np.zeros(100, np.float32), 48000, "PCM_24", 1, "x.wav", "0" * 64)
+    clip = TakeAudio(np.zeros(100, np.float32), 48000, "PCM_24", 1, "x.wav", "0" * 64)
     with pytest.raises(ValueError, match="digital silence"):
         preprocess(clip)
 

@@ -1,4 +1,4 @@
-"""openai-whisper backend: the reference implementation named by the paper (PyTorch, float32 on CPU)."""
+"""openai-whisper backend (PyTorch, float32 on CPU): the implementation the paper names, on the same weights as faster-whisper."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.transcribe.types import EncoderFrameCollector, Segment, TranscribeOptions, Transcription, Word
+from pipeline.transcribe.types import WHISPER_RATE, EncoderFrameCollector, TranscribeOptions, Transcription, segment_from
 
 
 def load_openai_checkpoint(path: str | Path):
@@ -76,24 +76,12 @@ class OpenAIWhisperTranscriber:
         finally:
             if hook is not None:
                 hook.remove()
-        segments = [
-            Segment(
-                start=float(s["start"]),
-                end=float(s["end"]),
-                text=s["text"].strip(),
-                words=[Word(w["word"].strip(), float(w["start"]), float(w["end"]), float(w["probability"])) for w in s.get("words", [])],
-                avg_logprob=float(s["avg_logprob"]),
-                no_speech_prob=float(s["no_speech_prob"]),
-                compression_ratio=float(s["compression_ratio"]),
-                temperature=float(s["temperature"]),
-            )
-            for s in result["segments"]
-        ]
+        segments = [segment_from(s) for s in result["segments"]]
         return Transcription(
             segments=segments,
             language=result.get("language"),
             language_probability=None,
-            duration=len(audio16k) / 16_000,
+            duration=len(audio16k) / WHISPER_RATE,
             backend=self.backend,
             model=self.model_name,
             encoder_frames=collector.frames() if collector is not None else None,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.transcribe.types import EncoderFrameCollector, Segment, TranscribeOptions, Transcription, Word
+from pipeline.transcribe.types import WHISPER_RATE, EncoderFrameCollector, TranscribeOptions, Transcription, segment_from
 
 
 def _whisper_model_class():
@@ -32,20 +33,14 @@ def _whisper_model_class():
 
         def generate_segments(self, features, *args, **kwargs):
             if self.collector is not None and self.collector.full_mel is None:
-                self.collector.full_mel = np.asarray(features[..., :-1], dtype=np.float32)
-                self.collector.content_frames = self.collector.full_mel.shape[-1]
-                # Language detection encodes the first window before decoding starts (and reuses it).
-                for window, output in self.collector.pending:
-                    self.collector.window(window, output)
+                # Language detection encodes the first window before decoding starts: it waits in `pending`.
+                self.collector.set_mel(features[..., :-1])
             yield from super().generate_segments(features, *args, **kwargs)
 
         def encode(self, features):
             output = super().encode(features)
             if self.collector is not None:
-                if self.collector.full_mel is None:
-                    self.collector.pending.append((np.array(features), np.array(output)))
-                else:
-                    self.collector.window(features, np.array(output))
+                self.collector.window(features, np.array(output))
             return output
 
     return CollectingWhisperModel
@@ -67,8 +62,7 @@ class FasterWhisperTranscriber:
         collector = None
         if options.keep_encoder_frames and not options.vad_filter:
             # With VAD the windows cover concatenated speech, not the take's timeline: nothing to keep.
-            collector = EncoderFrameCollector.__new__(EncoderFrameCollector)
-            collector.full_mel, collector.pieces, collector.pending = None, {}, []
+            collector = EncoderFrameCollector()  # the full mel arrives in generate_segments
         self.model.collector = collector
         try:
             raw, info = self.model.transcribe(
@@ -83,26 +77,14 @@ class FasterWhisperTranscriber:
                 log_prob_threshold=options.log_prob_threshold,
                 no_speech_threshold=options.no_speech_threshold,
             )
-            segments = [
-                Segment(
-                    start=float(s.start),
-                    end=float(s.end),
-                    text=s.text.strip(),
-                    words=[Word(w.word.strip(), float(w.start), float(w.end), float(w.probability)) for w in (s.words or [])],
-                    avg_logprob=float(s.avg_logprob),
-                    no_speech_prob=float(s.no_speech_prob),
-                    compression_ratio=float(s.compression_ratio),
-                    temperature=s.temperature,
-                )
-                for s in raw  # a generator: decoding happens here
-            ]
+            segments = [segment_from(asdict(s)) for s in raw]  # a generator: decoding happens here
         finally:
             self.model.collector = None
         return Transcription(
             segments=segments,
             language=info.language,
             language_probability=float(info.language_probability) if info.language_probability is not None else None,
-            duration=len(audio16k) / 16_000,
+            duration=len(audio16k) / WHISPER_RATE,
             backend=self.backend,
             model=self.model_name,
             encoder_frames=collector.frames() if collector is not None else None,
