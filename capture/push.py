@@ -1,7 +1,7 @@
 """Hand finished takes from the studio machine to the object store: `cantolab capture push RECORDINGS s3://…`.
 
 Which takes: a manifest whose status is complete, stopped or recovered and that the engineer did
-not discard (`TakeManifest.ingestible`); a take still `recording` (or left so by a killed
+not discard; a take still `recording` (or left so by a killed
 recorder: `capture recover` first) is never pushed.
 
 How, so that a push cut short at any point resumes without duplicates or half takes:
@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline.errors import ConfigError, InputError
-from pipeline.manifest import TakeManifest, manifest_path, read_manifest
+from pipeline.manifest import TakeManifest, TakeStatus, manifest_path, read_manifest
 from pipeline.objectstore import arrow_s3_filesystem
 
 CHUNK = 1 << 20
@@ -120,7 +120,7 @@ class TakePusher:
         """Push one take; returns ("pushed" | "already", bytes sent). Raises InputError for a take
         that must not or cannot be pushed."""
         manifest: TakeManifest = read_manifest(manifest_file)
-        if not manifest.ingestible:
+        if manifest.status == TakeStatus.RECORDING or manifest.discarded:  # what ingest would skip too
             why = (
                 "discarded by the engineer"
                 if manifest.discarded
