@@ -7,8 +7,9 @@ import os
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from flows.commands._errors import fail
+from flows.commands._errors import fail, user_errors
 from flows.serve import DEFAULT_CRONS
 
 console = Console()
@@ -46,16 +47,20 @@ def serve(
     from flows.serve import serve as serve_deployments
 
     problems = preflight(model, models_dir, annotation_sync, ls_settings, roster, document_root)
-    if problems:
-        fail("cannot schedule the pipeline:\n  - " + "\n  - ".join(problems))
+    message = "cannot schedule the pipeline:\n  - " + "\n  - ".join(problems)
+    if problems and not dry_run:
+        fail(message)  # before anything is registered
     annotation = {"settings_path": ls_settings, "roster": roster, "document_root": document_root}
-    deployments = build_deployments(
-        recordings, dataset, {"ingest": ingest_cron, "annotation-sync": sync_cron, "retrain": retrain_cron}, {"model": model},
-        import_csv=import_csv, work_pool=work_pool, models_dir=models_dir, annotation_sync=annotation_sync, timezone=timezone,
-        annotation={k: v for k, v in annotation.items() if v},
-    )  # fmt: skip
-    table = Table(title=f"cantolab deployments (models folder {resolve_models_dir(models_dir)})")
-    for col in ("deployment (prefect deployment run …)", "schedule", "work pool", "parameters"):
+    with user_errors():  # a models folder no flow could use stops even a dry run
+        folder = resolve_models_dir(models_dir)
+        deployments = build_deployments(
+            recordings, dataset, {"ingest": ingest_cron, "annotation-sync": sync_cron, "retrain": retrain_cron}, {"model": model},
+            import_csv=import_csv, work_pool=work_pool, models_dir=models_dir, annotation_sync=annotation_sync, timezone=timezone,
+            annotation={k: v for k, v in annotation.items() if v},
+        )  # fmt: skip
+    table = Table(title=f"cantolab deployments (models folder {folder})", caption="run one now: prefect deployment run <deployment>")
+    table.add_column("deployment", no_wrap=True)
+    for col in ("schedule", "work pool", "parameters"):
         table.add_column(col, overflow="fold")
     for d in deployments:
         crons = ", ".join(f"{s.schedule.cron} {s.schedule.timezone or 'UTC'}" for s in (d.schedules or []))
@@ -64,6 +69,8 @@ def serve(
         )
     console.print(table)
     if dry_run:
+        if problems:
+            console.print(Text(message, style="yellow"))  # plain text: messages hold [brackets]
         return
     if not os.environ.get("PREFECT_API_URL"):
         if work_pool:

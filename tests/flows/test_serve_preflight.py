@@ -31,7 +31,6 @@ def test_every_missing_setting_in_one_message(tmp_path):
         str(tmp_path / "no-such-model"),
         "--models",
         str(blocked / "models"),
-        "--dry-run",
     ]
     result = CliRunner().invoke(app, args, env=_env(tmp_path))
     assert result.exit_code == USER_ERROR_EXIT, result.output
@@ -44,7 +43,10 @@ def test_every_missing_setting_in_one_message(tmp_path):
         "Label Studio document root",
     ):
         assert problem in text, (problem, text)
-    assert "cantolab-ingest" not in text  # nothing listed, nothing registered
+    assert "cantolab-ingest" not in text  # nothing listed, nothing registered (no Prefect server was needed)
+    dry = CliRunner().invoke(app, [*args, "--dry-run"], env=_env(tmp_path))  # lists them, and says what is missing
+    dry_text = " ".join(dry.output.split())
+    assert dry.exit_code == 0 and "cantolab-ingest" in dry_text and "Label Studio token" in dry_text, dry.output
 
 
 def test_dry_run_shows_models_folder_and_no_sync(tmp_path, monkeypatch):
