@@ -69,9 +69,10 @@ def file_sha256(path: Path) -> str:
 def find_takes(recordings: Path) -> Iterator[tuple[Path, Path]]:
     """(audio, manifest) pairs under RECORDINGS, in a stable order."""
     for manifest in sorted(recordings.rglob("*.json")):
-        audio = manifest.with_suffix(".wav")
-        if audio.exists() and manifest_path(audio) == manifest:
-            yield audio, manifest
+        for audio in (manifest.with_suffix(".wav"), manifest.with_suffix(".flac")):  # capture writes WAV; imports may be FLAC
+            if audio.exists() and manifest_path(audio) == manifest:
+                yield audio, manifest
+                break
 
 
 class TakePusher:
@@ -139,7 +140,7 @@ class TakePusher:
             )
         sent = 0
         if self._size(audio_key) != size or self.remote_sha256(audio_key) != local_sha:
-            sent += self._upload(audio, audio_key, "audio/wav")
+            sent += self._upload(audio, audio_key, "audio/flac" if audio.suffix == ".flac" else "audio/wav")
             remote = self.remote_sha256(audio_key)
             if remote != local_sha:
                 raise PushError(f"the store holds sha256 {remote} for {audio_key} after upload, not {local_sha}")
