@@ -162,3 +162,22 @@ def test_a_dask_worker_killed_mid_ingest_changes_nothing(lab, recordings, refere
         for key, value in lab.env().items():
             mp.setenv(key, value)
         assert _rows(Dataset(dataset)) == reference
+
+
+def test_pushed_takes_ingest_from_s3_on_the_pool(lab, recordings, reference, tmp_path):
+    """The studio's hand-off end to end: `capture push` to the cluster's S3, the ingest deployment
+    reading `s3://…/recordings` on the worker, its takes on Dask."""
+    pushed = f"s3://{lab.s3['bucket']}/{tmp_path.name}-recordings"
+    out = _cli(lab, "capture", "push", str(recordings), pushed)
+    assert f"{len(CLIPS)} pushed" in out.stdout, out.stdout
+    dataset = f"s3://{lab.s3['bucket']}/{tmp_path.name}"
+    _cli(lab, "serve", "-r", pushed, "-d", dataset, "-m", "tiny.en", "--no-annotation-sync",
+         "--models", str(tmp_path / "models"), "--work-pool", "cantolab")  # fmt: skip
+    assert _run_deployment(lab, "ingest/cantolab-ingest") == "COMPLETED"
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in lab.env().items():
+            mp.setenv(key, value)
+        rows = _rows(Dataset(dataset))
+    assert [t["take_id"] for t in rows["takes"]] == [t["take_id"] for t in reference["takes"]]
+    pick = lambda table: [(c["clip_id"], c["transcript"], c["start_s"], c["end_s"]) for c in table]  # noqa: E731
+    assert pick(rows["clips"]) == pick(reference["clips"])
