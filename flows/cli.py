@@ -16,7 +16,7 @@ app = typer.Typer(
 )
 
 # Each module adds its own commands; the order is the order of `cantolab --help`.
-_COMMAND_MODULES = ("capture", "ingest", "annotate", "model", "serve", "dataset")
+_COMMAND_MODULES = ("capture", "push", "ingest", "annotate", "model", "serve", "cluster", "dataset")
 
 
 @app.callback()

@@ -25,6 +25,7 @@ from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 
+from flows.runners import pickle_by_reference, task_runner
 from pipeline.audio import AudioError, sha256_file
 from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
@@ -221,7 +222,11 @@ def in_flight_limit(transcribe_concurrency: int) -> int:
     return max(4, 2 * transcribe_concurrency)
 
 
-@flow(name="ingest", description="Recordings → takes, transcribed clips, encoder features, imported labels, rejects.")
+@flow(
+    name="ingest",
+    description="Recordings → takes, transcribed clips, encoder features, imported labels, rejects.",
+    task_runner=task_runner(),  # Dask workers when CANTOLAB_DASK_ADDRESS is set, threads otherwise (flows.runners)
+)
 def ingest_flow(
     recordings: str,
     dataset: str,
@@ -347,3 +352,6 @@ def ingest_flow(
         report.skipped, report.clips, report.suspected_hallucinations,
     )  # fmt: skip
     return report.to_dict()
+
+
+pickle_by_reference(__name__, "ingest_take", "ingest_flow")  # Dask ships them to its workers

@@ -1,17 +1,23 @@
 """Scheduled deployments for the unattended pipeline: ingest hourly, annotation sync, nightly retrain.
 
-`cantolab serve` registers them with the Prefect server named by PREFECT_API_URL and runs them in
-this process (`prefect.serve`). To scale out, point several machines at the same server: create a
-work pool (`prefect work-pool create cantolab --type process`), start `prefect worker start --pool
-cantolab` on each, and deploy with `--work-pool cantolab`; keep the dataset on shared or object
-storage (any fsspec URL).
+Two ways to run them, both against the Prefect server named by PREFECT_API_URL:
+- `cantolab serve` registers them and runs them in this process (`prefect.serve`);
+- `cantolab serve --work-pool cantolab` registers them on a process work pool and returns: any
+  `prefect worker start --pool cantolab` (on any machine with cantolab installed) picks them up. The
+  entrypoints are module paths of the installed package (`flows.ingest.ingest_flow`), so a worker
+  pulls no source at run time: no storage, no image, no pull step (what `prefect deploy` would ask for).
+Schedules are cron in UTC unless a time zone is given. Each deployment runs one at a time.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import ConfigError
 
 DEFAULT_CRONS = {"ingest": "0 * * * *", "annotation-sync": "*/30 * * * *", "retrain": "0 3 * * *"}
 
@@ -35,6 +41,60 @@ def find_flow(spec: Scheduled):
     return getattr(importlib.import_module(spec.module), spec.attr)
 
 
+def resolve_models_dir(models_dir: str) -> str:
+    """The retrain's models folder as an absolute path: a worker runs each flow in a temporary
+    folder, so a relative `models` would be trained into and deleted with it. It must be a folder
+    every worker that retrains sees at the same path (local disk for one machine, a shared mount
+    otherwise); the model store does not write to s3:// (yet)."""
+    if "://" in models_dir:
+        raise ConfigError(
+            f"models folder {models_dir!r}: the model store writes to a folder, not an object store URL; use a path (a shared mount when workers run on several machines)"
+        )
+    return str(Path(models_dir).expanduser().resolve())
+
+
+def preflight(
+    model: str,
+    models_dir: str,
+    annotation_sync: bool,
+    ls_settings: str | None = None,
+    roster: str | None = None,
+    document_root: str | None = None,
+) -> list[str]:
+    """Every missing or bad setting the deployments would trip over, checked before anything is registered."""
+    problems = []
+    try:
+        from pipeline.ingest import IngestSettings, check_settings
+
+        check_settings(IngestSettings.from_dict({"model": model}))
+    except ConfigError as exc:
+        problems.append(f"Whisper model: {exc}")
+    try:
+        folder = Path(resolve_models_dir(models_dir))
+        parent = next(p for p in (folder, *folder.parents) if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            problems.append(f"models folder {folder}: {parent} is not a writable folder")
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if annotation_sync:
+        from annotation.settings import AnnotationSettings, SettingsError, read_secrets, service_token
+        from annotation.workspace import load_roster, roster_path
+
+        checks = (
+            ("Label Studio settings", lambda: AnnotationSettings.load(ls_settings)),
+            ("Label Studio token", service_token),
+            ("annotator roster", lambda: load_roster(roster_path(roster))),
+        )
+        for what, check in checks:
+            try:
+                check()
+            except SettingsError as exc:
+                problems.append(f"{what}: {exc}")
+        if not (document_root or os.environ.get("CANTOLAB_LS_DOCUMENT_ROOT") or read_secrets().get("document_root")):
+            problems.append("Label Studio document root: set CANTOLAB_LS_DOCUMENT_ROOT (or --no-annotation-sync)")
+    return problems
+
+
 def build_deployments(
     recordings: str,
     dataset: str,
@@ -42,12 +102,25 @@ def build_deployments(
     ingest_settings: dict | None = None,
     import_csv: str | None = None,
     work_pool: str | None = None,
+    models_dir: str | None = None,
+    annotation_sync: bool = True,
+    timezone: str | None = None,
+    annotation: dict | None = None,
 ) -> list:
     """One RunnerDeployment per scheduled flow, each given the parameters its flow accepts."""
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
+
     crons = {**DEFAULT_CRONS, **(crons or {})}
-    offered = {"recordings": recordings, "dataset": dataset, "settings": ingest_settings, "import_csv": import_csv}
+    offered = {
+        "recordings": recordings, "dataset": dataset, "settings": ingest_settings, "import_csv": import_csv,
+        "models_dir": resolve_models_dir(models_dir) if models_dir else None,
+        **(annotation or {}),  # settings_path, roster, document_root for the annotation sync
+    }  # fmt: skip
     deployments = []
     for spec in SCHEDULED:
+        if spec.name == "annotation-sync" and not annotation_sync:
+            continue
         flow = find_flow(spec)
         accepted = inspect.signature(flow.fn).parameters
         params = {k: v for k, v in offered.items() if k in accepted and v is not None}
@@ -55,14 +128,21 @@ def build_deployments(
         deployments.append(
             flow.to_deployment(
                 name=f"cantolab-{spec.name}",
-                cron=crons[spec.name],
+                schedule=Cron(crons[spec.name], timezone=timezone or "UTC"),
                 parameters=params,
                 concurrency_limit=1,  # a slow run is never overlapped by the next tick
                 tags=["cantolab", spec.name],
+                # the installed package's module path (flows.ingest.ingest_flow): nothing to pull at run time
+                entrypoint_type=EntrypointType.MODULE_PATH,
                 **options,
             )
         )
     return deployments
+
+
+def register(deployments: list) -> dict[str, str]:
+    """Register on the work pool they name (their workers run them); returns `flow/deployment` → id."""
+    return {f"{d.flow_name}/{d.name}": str(d.apply()) for d in deployments}
 
 
 def serve(deployments: list) -> None:
