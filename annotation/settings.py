@@ -58,7 +58,7 @@ class AnnotationSettings:
     media_subdir: str = "cantolab-clips"  # under LOCAL_FILES_DOCUMENT_ROOT
 
     @staticmethod
-    def load(path: str | os.PathLike | None = None) -> "AnnotationSettings":
+    def load(path: str | os.PathLike | None = None) -> AnnotationSettings:
         """Defaults, then the [annotation] and [labels] tables of the settings file (`path`, else
         $CANTOLAB_SETTINGS), then CANTOLAB_LS_URL."""
         p = settings_path(path)

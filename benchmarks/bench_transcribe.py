@@ -47,7 +47,10 @@ def _transcribe_all(rows) -> dict:
             per[backend]["compute_s"] += spent
             per[backend]["pairs"][row["language"]].append((result.text, row["lyrics"]))
             per[backend]["clips"].append({"path": row["path"], "seconds": spent, "text": result.text})
-        print(f"  [{i + 1}/{len(rows)}] {row['path']}: " + ", ".join(f"{b} {per[b]['clips'][-1]['seconds']:.1f}s" for b in BACKENDS), flush=True)
+        print(
+            f"  [{i + 1}/{len(rows)}] {row['path']}: " + ", ".join(f"{b} {per[b]['clips'][-1]['seconds']:.1f}s" for b in BACKENDS),
+            flush=True,
+        )
     out = {}
     for backend in BACKENDS:
         pairs = per[backend]["pairs"]

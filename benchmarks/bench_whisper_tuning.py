@@ -62,7 +62,11 @@ def main() -> dict:
         stats = FeatureStats()
         t0 = time.perf_counter()
         feats[key] = clip_features(examples, key, stats=stats)
-        timings[f"features {key}"] = {"s": time.perf_counter() - t0, "s_per_computed_clip": stats.seconds_per_computed_clip, "computed": stats.computed}
+        timings[f"features {key}"] = {
+            "s": time.perf_counter() - t0,
+            "s_per_computed_clip": stats.seconds_per_computed_clip,
+            "computed": stats.computed,
+        }
     frozen = frozen_config(seeds)
     models = {"frozen": (frozen, whisper_key("base")), f"top{k}_tuned": (tuned_config(frozen, k), whisper_key("base", k))}
     protocols = {"leave_one_singer_out": singer_folds([e.singer for e in examples], None), "language_held_out": language_folds(examples)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.fsio import atomic_write_text
@@ -16,7 +16,7 @@ RESULTS = Path(os.environ.get("CANTOLAB_BENCH_DIR", "bench-results"))
 def write_result(name: str, result: dict) -> dict:
     result = {
         "benchmark": name,
-        "measured_at": datetime.now(timezone.utc).isoformat(),
+        "measured_at": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         **result,
     }

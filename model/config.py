@@ -31,7 +31,9 @@ class ModelConfig:
     whisper_model: str = "base"
     whisper_tune_layers: int = 0  # Whisper's top encoder blocks trained with the model (0 = frozen states)
     freeze_pretrained: bool = True  # the pretrained lyrics backbone
-    frame_pool: int = 1  # audio states averaged in groups of k frames before the interaction (4: 25 → 6.25 frames/s, ~6× cheaper co-attention)
+    frame_pool: int = (
+        1  # audio states averaged in groups of k frames before the interaction (4: 25 → 6.25 frames/s, ~6× cheaper co-attention)
+    )
     probe: bool = True  # pooled input features straight into each head beside the interaction path (contains the linear probe)
 
 

@@ -108,7 +108,9 @@ def whisper_top(name: str, k: int) -> tuple[int, int, dict[str, torch.Tensor]]:
     enc = load_whisper(name).encoder
     n = len(enc.blocks)
     check_tunable(name, n, k)
-    weights = {f"blocks.{i}.{key}": v.detach().clone() for i, block in enumerate(enc.blocks[n - k :]) for key, v in block.state_dict().items()}
+    weights = {
+        f"blocks.{i}.{key}": v.detach().clone() for i, block in enumerate(enc.blocks[n - k :]) for key, v in block.state_dict().items()
+    }
     weights |= {f"ln_post.{key}": v.detach().clone() for key, v in enc.ln_post.state_dict().items()}
     return enc.ln_post.normalized_shape[0], enc.blocks[0].attn.n_head, weights
 

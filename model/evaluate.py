@@ -46,9 +46,11 @@ def aggregate(per_seed: list[dict], tasks) -> dict:
         runs = [m[task] for m in per_seed if m.get(task)]
         if not runs:
             continue
-        out[task] = {
-            key: mean_std([r[key] for r in runs]) for key in ("accuracy", "macro_f1", "rare_class_recall")
-        } | {"majority_rate": runs[0]["majority_rate"], "n": runs[0]["n"], "seeds": len(runs)}
+        out[task] = {key: mean_std([r[key] for r in runs]) for key in ("accuracy", "macro_f1", "rare_class_recall")} | {
+            "majority_rate": runs[0]["majority_rate"],
+            "n": runs[0]["n"],
+            "seeds": len(runs),
+        }
     return out
 
 

@@ -14,7 +14,9 @@ class MultiTaskLoss(nn.Module):
     dataset with only one task's labels still trains both heads together.
     """
 
-    def __init__(self, tasks, mode: str = "weighted", lambdas: dict[str, float] | None = None, class_weights: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self, tasks, mode: str = "weighted", lambdas: dict[str, float] | None = None, class_weights: dict[str, torch.Tensor] | None = None
+    ):
         super().__init__()
         self.tasks = tuple(tasks)
         self.mode = mode

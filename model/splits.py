@@ -26,7 +26,7 @@ class SingerSplit:
     seed: int = 0
     notes: list[str] = field(default_factory=list)
 
-    def check(self) -> "SingerSplit":
+    def check(self) -> SingerSplit:
         check_no_leakage({"train": self.train, "validation": self.validation, "test": self.test})
         return self
 
@@ -50,9 +50,7 @@ def check_no_leakage(parts: dict[str, list[str]]) -> None:
                 clashes.append(f"{s!r} in {seen[s]} and {part}")
             seen.setdefault(s, part)
     if clashes:
-        raise SplitLeakageError(
-            "singer-wise split violated — the same singer would be trained on and evaluated: " + "; ".join(clashes)
-        )
+        raise SplitLeakageError("singer-wise split violated — the same singer would be trained on and evaluated: " + "; ".join(clashes))
 
 
 def check_examples(parts: dict[str, list]) -> None:
@@ -98,7 +96,9 @@ def singer_split(
     if fixed_test:
         f_test, f_val = 0.0, f_val / max(f_train + f_val, 1e-9)
     # Interleave the strata (each in its stable hash order) so that every part samples all of them.
-    queues = [sorted((s for s in remaining if strata[s] == st), key=lambda s: _rank(s, seed)) for st in sorted({strata[s] for s in remaining})]
+    queues = [
+        sorted((s for s in remaining if strata[s] == st), key=lambda s: _rank(s, seed)) for st in sorted({strata[s] for s in remaining})
+    ]
     queues.sort(key=len)
     ordered = []
     while any(queues):

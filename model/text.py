@@ -24,7 +24,7 @@ class Vocab:
         self.stoi = {t: i for i, t in enumerate(self.itos)}
 
     @classmethod
-    def build(cls, texts: list[str], min_count: int = 1, max_size: int = 20000) -> "Vocab":
+    def build(cls, texts: list[str], min_count: int = 1, max_size: int = 20000) -> Vocab:
         counts = Counter(t for text in texts for t in tokenize(text))
         kept = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count][:max_size]
         return cls(kept)

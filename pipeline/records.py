@@ -32,9 +32,7 @@ class PreparedTake:
         return self.audio.seconds
 
 
-def prepare_take(
-    path, audio_cfg: AudioConfig = AudioConfig(), pre_cfg: PreprocessConfig = PreprocessConfig()
-) -> PreparedTake:
+def prepare_take(path, audio_cfg: AudioConfig = AudioConfig(), pre_cfg: PreprocessConfig = PreprocessConfig()) -> PreparedTake:
     audio = load_audio(path, audio_cfg)
     processed = preprocess(audio, pre_cfg)
     return PreparedTake(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -131,7 +131,7 @@ def clip_rows(
     singer: str | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """`clips` rows (processed audio as 48 kHz / 24-bit FLAC) and `features` rows (encoder frames)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     duration = len(samples) / sample_rate
     clips, features = [], []
     frames = transcription.encoder_frames
@@ -142,7 +142,12 @@ def clip_rows(
         segs = span.segments
         lyric_units = [u for u in span.units]
         words = [
-            {"word": u.word.word, "start": round(u.word.start - span.start, 3), "end": round(u.word.end - span.start, 3), "probability": float(u.word.probability)}
+            {
+                "word": u.word.word,
+                "start": round(u.word.start - span.start, 3),
+                "end": round(u.word.end - span.start, 3),
+                "probability": float(u.word.probability),
+            }
             for u in lyric_units
             if u.word is not None
         ]

@@ -85,8 +85,6 @@ def rejects(root: str = typer.Argument(..., help="Dataset folder or s3:// URL.")
     console.print(table)
 
 
-
-
 @dataset_app.command("history")
 def history(
     root: str = typer.Argument(..., help="Dataset folder or s3:// URL."),

@@ -83,7 +83,9 @@ def ingest(
     concurrency: int = typer.Option(1, min=1, help="Takes transcribed at once in this process."),
     threads: int = typer.Option(0, help="CPU threads per transcription (0: all cores)."),
     settings_file: Path = typer.Option(
-        None, "--settings", help="Settings TOML; its [labels] table (styles, emotions) is the label vocabulary. Default: $CANTOLAB_SETTINGS."
+        None,
+        "--settings",
+        help="Settings TOML; its [labels] table (styles, emotions) is the label vocabulary. Default: $CANTOLAB_SETTINGS.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the flow's report as JSON on stdout."),
 ) -> None:

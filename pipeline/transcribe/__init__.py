@@ -154,7 +154,13 @@ def load_transcriber(
         return _LOADED[key]
 
 
-def transcribe(audio16k, model: str = PRODUCTION_DEFAULT, backend: str = "auto", options: TranscribeOptions = TranscribeOptions(), rules: HallucinationRules = HallucinationRules()) -> Transcription:
+def transcribe(
+    audio16k,
+    model: str = PRODUCTION_DEFAULT,
+    backend: str = "auto",
+    options: TranscribeOptions = TranscribeOptions(),
+    rules: HallucinationRules = HallucinationRules(),
+) -> Transcription:
     """Load (once), transcribe, flag suspected hallucinations (incl. the whole-take voice gate)."""
     result = load_transcriber(model, backend).transcribe(audio16k, options)
     return review(result, audio16k, rules)

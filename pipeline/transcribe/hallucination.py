@@ -60,7 +60,9 @@ def hallucination_reasons(seg: Segment, rules: HallucinationRules = Hallucinatio
         reasons.append("compression_ratio")
     if max_consecutive_ngram_repeats(tokens_of(seg.text)) >= rules.max_ngram_repeats:
         reasons.append("repeated_ngram")
-    if (seg.no_speech_prob > rules.no_speech_prob and seg.avg_logprob < rules.low_avg_logprob) or seg.no_speech_prob > rules.certain_no_speech_prob:
+    if (
+        seg.no_speech_prob > rules.no_speech_prob and seg.avg_logprob < rules.low_avg_logprob
+    ) or seg.no_speech_prob > rules.certain_no_speech_prob:
         reasons.append("no_speech")
     if _STOCK.search(seg.text):
         reasons.append("stock_phrase")

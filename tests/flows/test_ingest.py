@@ -128,7 +128,10 @@ def test_csv_import_reports_bad_rows_and_imports_the_rest(prefect_harness, recor
         "import.csv:8": f"path escapes the recordings root {recordings}",
     }
     labels = ds.read("labels").to_pylist()
-    assert sorted((lab["style"], lab["emotion"], lab["resolution"]) for lab in labels) == [("bel canto", "sad", "imported"), ("pop", "happy", "imported")]
+    assert sorted((lab["style"], lab["emotion"], lab["resolution"]) for lab in labels) == [
+        ("bel canto", "sad", "imported"),
+        ("pop", "happy", "imported"),
+    ]
     clips = {c["clip_id"]: c for c in ds.read("clips").to_pylist()}
     assert {lab["clip_id"] for lab in labels} == set(clips)
 
@@ -190,7 +193,9 @@ def test_only_transient_errors_are_retried():
 def test_a_bad_setting_fails_at_once_instead_of_quarantining_every_take(recordings, tmp_path):
     """openai-whisper has no VAD: exit 2 before the first take, not one reject per take."""
     ds = tmp_path / "ds"
-    result = CliRunner().invoke(app, ["ingest", str(recordings), "--dataset", str(ds), *CLI_SETTINGS, "--backend", "openai-whisper", "--vad"])
+    result = CliRunner().invoke(
+        app, ["ingest", str(recordings), "--dataset", str(ds), *CLI_SETTINGS, "--backend", "openai-whisper", "--vad"]
+    )
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert message.startswith("error: ") and "vad_filter" in message and "openai-whisper" in message
@@ -202,7 +207,9 @@ def test_the_flow_itself_refuses_a_bad_setting_before_the_first_take(prefect_har
     from pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="vad_filter"):
-        ingest_flow(str(recordings), str(tmp_path / "ds"), settings={**SETTINGS, "backend": "openai-whisper", "transcribe": {"vad_filter": True}})
+        ingest_flow(
+            str(recordings), str(tmp_path / "ds"), settings={**SETTINGS, "backend": "openai-whisper", "transcribe": {"vad_filter": True}}
+        )
     assert Dataset(tmp_path / "ds").count("rejects") == 0
 
 

@@ -47,7 +47,9 @@ def build_dataset(root: Path, rows: pd.DataFrame, session: str, with_transcript:
             clip["transcript"] = row["lyrics"]
         clips.append(clip)
         style = row.get("style") if isinstance(row.get("style"), str) else None
-        labels.append({"clip_id": clip["clip_id"], "style": style, "emotion": row.get("emotion"), "resolution": "imported", "annotators": []})
+        labels.append(
+            {"clip_id": clip["clip_id"], "style": style, "emotion": row.get("emotion"), "resolution": "imported", "annotators": []}
+        )
     ds.upsert("takes", takes)
     ds.upsert("clips", clips)
     ds.upsert("labels", labels)

@@ -108,7 +108,9 @@ def test_frozen_states_past_the_memory_cap_are_recomputed_not_kept(monkeypatch):
 def test_tuned_whisper_blocks_learn_and_ignore_padding():
     """Whisper's top block (bundled weights) inside the net: gradients reach it, its weights are the
     pretrained group, and a padded clip gets the same logits as the clip alone."""
-    cfg = ModelConfig(encoder="audio", audio_encoder="whisper", whisper_tune_layers=1, variant="coattn", d_model=16, layers=1, heads=2, dropout=0.0)
+    cfg = ModelConfig(
+        encoder="audio", audio_encoder="whisper", whisper_tune_layers=1, variant="coattn", d_model=16, layers=1, heads=2, dropout=0.0
+    )
     net = MultiTaskNet(cfg, N_CLASSES, 512, None)
     pretrained = {id(p) for p in net.encoder.pretrained()}
     block = net.encoder.audio.blocks[0]
