@@ -115,4 +115,4 @@ def test_settings_help_keeps_the_table_name():
     from flows.cli import app
 
     res = CliRunner().invoke(app, ["annotate", "sync", "--help"], env={"COLUMNS": "200"})
-    assert res.exit_code == 0 and "[annotation] table" in res.output
+    assert res.exit_code == 0 and "[labels] styles" in res.output and "[annotation] url" in res.output
