@@ -31,23 +31,11 @@ ANCHOR_REALTIME = 13 * 60 / 52.0
 
 
 def _recordings(root: Path) -> float:
-    from pipeline.data import read_labels
+    from pipeline.data import read_labels, stage_session
 
     table = read_labels("gtsinger")
     rows = table[table.path.str.startswith("audio/EN-")].head(TAKES)
-    session = root / "2026-11-28-bench"
-    session.mkdir(parents=True)
-    for i, r in enumerate(rows.itertuples()):
-        shutil.copyfile(r.abs_path, session / f"take-{i:03d}.flac")
-        manifest = {
-            "take_id": f"bench-{i:03d}",
-            "session": session.name,
-            "singer": r.singer,
-            "song": r.song,
-            "language": "en",
-            "status": "complete",
-        }
-        (session / f"take-{i:03d}.json").write_text(json.dumps(manifest))
+    stage_session(rows, root / "2026-11-28-bench", "bench")
     return float(rows.seconds.sum())
 
 

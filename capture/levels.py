@@ -79,8 +79,23 @@ class Verdict:
     text: str
 
 
+def _overflow_verdicts(overflows: int) -> list[Verdict]:
+    return [Verdict("warn", f"{overflows} input overflows: the computer could not keep up")] if overflows else []
+
+
+class _Judged:
+    """A step of the level check: good when none of its verdicts is bad."""
+
+    def verdicts(self) -> list[Verdict]:
+        raise NotImplementedError
+
+    @property
+    def ok(self) -> bool:
+        return all(v.level != "bad" for v in self.verdicts())
+
+
 @dataclass
-class NoiseReport:
+class NoiseReport(_Judged):
     """Step 1: nobody sings. The noise floor is the RMS of this silence (DC removed)."""
 
     seconds: float
@@ -111,17 +126,11 @@ class NoiseReport:
             out.append(Verdict("warn", f"a sound peaking at {self.peak_dbfs:.1f} dBFS during the silence (a bump or click?)"))
         if abs(self.dc_offset) > 1e-3:
             out.append(Verdict("warn", f"DC offset {self.dc_offset:+.4f} of full scale: check the interface / cabling"))
-        if self.input_overflows:
-            out.append(Verdict("warn", f"{self.input_overflows} input overflows: the computer could not keep up"))
-        return out
-
-    @property
-    def ok(self) -> bool:
-        return all(v.level != "bad" for v in self.verdicts())
+        return out + _overflow_verdicts(self.input_overflows)
 
 
 @dataclass
-class SingingReport:
+class SingingReport(_Judged):
     """Step 2: the loudest passage. Judged on its peak (headroom) and clipping."""
 
     seconds: float
@@ -152,13 +161,7 @@ class SingingReport:
         else:
             v = Verdict("bad", f"peak {p:.1f} dBFS: far too low: raise the gain, or is it the wrong input channel?")
         out = [v]
-        if self.input_overflows:
-            out.append(Verdict("warn", f"{self.input_overflows} input overflows: the computer could not keep up"))
-        return out
-
-    @property
-    def ok(self) -> bool:
-        return all(v.level != "bad" for v in self.verdicts())
+        return out + _overflow_verdicts(self.input_overflows)
 
 
 def analyse_noise(samples: np.ndarray, sample_rate: int, overflows: int = 0) -> NoiseReport:

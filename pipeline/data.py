@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -48,3 +50,19 @@ def read_labels(name: str, root: Path | None = None) -> pd.DataFrame:
     table = pd.read_csv(folder / "labels.csv", dtype={"singer": str})
     table["abs_path"] = [str(folder / p) for p in table["path"]]
     return table
+
+
+def stage_session(rows: pd.DataFrame, session: Path, id_prefix: str, status: str | None = "complete") -> Path:
+    """Copy reference clips into `session` as capture leaves takes: `take-NNN.flac` + a manifest each.
+
+    For tests and benchmarks that need a recordings folder; the audio stays a copy in a temporary
+    folder, never in the repository. `status=None` writes a manifest without one (another tool's).
+    """
+    session.mkdir(parents=True, exist_ok=True)
+    for i, r in enumerate(rows.itertuples()):
+        shutil.copyfile(r.abs_path, session / f"take-{i:03d}.flac")
+        manifest = {"take_id": f"{id_prefix}-{i:03d}", "session": session.name, "singer": r.singer, "song": r.song, "language": "en"}
+        if status is not None:
+            manifest["status"] = status
+        (session / f"take-{i:03d}.json").write_text(json.dumps(manifest))
+    return session

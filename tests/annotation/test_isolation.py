@@ -11,8 +11,6 @@ not recreated. Screenshots go to test-artifacts/annotation/."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,32 +21,8 @@ from annotation.client import ProjectMissing, check_projects, setup_projects
 from annotation.labeling import choice_result
 from annotation.resolve import Pair, first_round_pairs
 from annotation.sync import export_tasks, queue_progress, run_sync
+from tests.annotation.browser import ARTIFACTS
 from tests.annotation.ls_fixtures import make_workflow
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "annotation"
-FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -63,3 +64,15 @@ def mlflow_server(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def local_cluster(run_dir, dask_workers: int):
+    """`cantolab cluster up` with one Prefect worker and `dask_workers` Dask workers; `down` however the test ends."""
+    from flows import cluster
+
+    state = cluster.up(run_dir, dask_workers=dask_workers, prefect_workers=1, worker_query_seconds=2, timeout=240)
+    try:
+        yield state
+    finally:
+        cluster.down(run_dir, grace=10)

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from flows import cluster
+from tests.flows.conftest import local_cluster
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -34,12 +35,8 @@ def _listening(procs: list[psutil.Process]) -> set[tuple[str, int, str]]:
 
 @pytest.fixture(scope="module")
 def small_cluster(tmp_path_factory):
-    run = tmp_path_factory.mktemp("cluster")
-    state = cluster.up(run, dask_workers=1, prefect_workers=1, worker_query_seconds=2, timeout=240)
-    try:
+    with local_cluster(tmp_path_factory.mktemp("cluster"), dask_workers=1) as state:
         yield state
-    finally:
-        cluster.down(run, grace=10)
 
 
 def test_every_part_runs_and_listens_on_loopback_only(small_cluster):

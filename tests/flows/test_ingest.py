@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.ingest import ingest_flow, is_transient
 from pipeline.audio import AudioError
+from pipeline.data import stage_session
 from pipeline.dataset import KEYS, SCHEMAS, Dataset
 from pipeline.dataset.schemas import VOLATILE
 
@@ -36,13 +37,8 @@ CLI_SETTINGS = ["--model", "tiny.en", "--beam-size", "1"]
 def recordings(tmp_path_factory, gtsinger):
     """A recordings root as capture leaves it (WAV/FLAC + manifest per take), plus one corrupt file."""
     root = tmp_path_factory.mktemp("recordings")
-    session = root / "2026-11-28-alto"
-    session.mkdir()
     rows = gtsinger.set_index("path").loc[list(CLIPS)].reset_index()
-    for i, r in enumerate(rows.itertuples()):
-        shutil.copyfile(r.abs_path, session / f"take-{i:03d}.flac")
-        manifest = {"take_id": f"alto-{i:03d}", "session": session.name, "singer": r.singer, "song": r.song, "language": "en"}
-        (session / f"take-{i:03d}.json").write_text(json.dumps(manifest))
+    session = stage_session(rows, root / "2026-11-28-alto", "alto", status=None)
     (session / "take-999.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(300))
     return root
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from flows import cluster
+from pipeline.data import stage_session
 from pipeline.dataset import KEYS, SCHEMAS, Dataset
 from pipeline.dataset.schemas import VOLATILE
+from tests.flows.conftest import local_cluster
 
 CLIPS = (
     "audio/EN-Alto-2-Vibrato-Vibrato-bBC73SBE.flac",
@@ -31,31 +32,15 @@ SETTINGS = {"model": "tiny.en"}  # what `cantolab serve --model tiny.en` passes
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory, gtsinger):
     root = tmp_path_factory.mktemp("recordings")
-    session = root / "2026-11-28-alto"
-    session.mkdir()
     rows = gtsinger.set_index("path").loc[list(CLIPS)].reset_index()
-    for i, r in enumerate(rows.itertuples()):
-        shutil.copyfile(r.abs_path, session / f"take-{i:03d}.flac")
-        manifest = {
-            "take_id": f"alto-{i:03d}",
-            "session": session.name,
-            "singer": r.singer,
-            "song": r.song,
-            "language": "en",
-            "status": "complete",
-        }
-        (session / f"take-{i:03d}.json").write_text(json.dumps(manifest))
+    stage_session(rows, root / "2026-11-28-alto", "alto")
     return root
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    run = tmp_path_factory.mktemp("cluster")
-    state = cluster.up(run, dask_workers=2, prefect_workers=1, worker_query_seconds=2, timeout=240)
-    try:
+    with local_cluster(tmp_path_factory.mktemp("cluster"), dask_workers=2) as state:
         yield state
-    finally:
-        cluster.down(run, grace=10)
 
 
 def _env(state: cluster.ClusterState) -> dict[str, str]:
