@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.legacy_layout import write_legacy_dataset
+
 CLI = [str(Path(sys.executable).parent / "cantolab")]
 
 
@@ -44,9 +46,6 @@ def test_dataset_rejects_lists_what_was_quarantined(tmp_dataset):
     assert "broken.wav" in out.stdout and "empty file" in out.stdout
 
 
-LEGACY = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "legacy-dataset"
-
-
 def test_dataset_history_lists_versions_and_row_changes(tmp_dataset):
     tmp_dataset.upsert("labels", [{"clip_id": "a", "style": "pop"}, {"clip_id": "b", "style": "pop"}])
     tmp_dataset.upsert("labels", [{"clip_id": "a", "style": "bel canto"}])
@@ -61,10 +60,11 @@ def test_dataset_history_lists_versions_and_row_changes(tmp_dataset):
 
 
 def test_old_layout_is_refused_with_how_to_convert_then_migrated(tmp_path):
-    out = subprocess.run([*CLI, "dataset", "info", str(LEGACY)], capture_output=True, text=True)
+    legacy = write_legacy_dataset(tmp_path / "legacy")
+    out = subprocess.run([*CLI, "dataset", "info", str(legacy)], capture_output=True, text=True)
     assert out.returncode == 2 and "old Parquet-parts layout" in out.stderr and "cantolab dataset migrate" in out.stderr
     new = tmp_path / "delta"
-    out = subprocess.run([*CLI, "dataset", "migrate", str(LEGACY), str(new)], capture_output=True, text=True)
+    out = subprocess.run([*CLI, "dataset", "migrate", str(legacy), str(new)], capture_output=True, text=True)
     assert out.returncode == 0 and "every row preserved" in out.stdout, out.stdout + out.stderr
     js = json.loads(subprocess.run([*CLI, "dataset", "info", str(new), "--json"], capture_output=True, text=True, check=True).stdout)
     assert js["rows"] == {"takes": 3, "clips": 6, "features": 3, "annotations": 8, "labels": 4, "rejects": 1}
@@ -89,10 +89,8 @@ def test_pins_listed_and_dropped(tmp_dataset):
 
 
 def test_migrate_in_place_keeps_a_backup_and_other_files(tmp_path):
-    import shutil
 
-    old = tmp_path / "dataset"
-    shutil.copytree(LEGACY, old)
+    old = write_legacy_dataset(tmp_path / "dataset")
     (old / ".ingest-cache").mkdir()
     (old / ".ingest-cache" / "keep.txt").write_text("x")
     out = subprocess.run([*CLI, "dataset", "migrate", str(old)], capture_output=True, text=True)

@@ -22,6 +22,7 @@ from pipeline.dataset import SCHEMAS, Dataset, DatasetError, add_reject, parse_v
 from pipeline.dataset.info import summarize
 from pipeline.ids import take_id_for_content
 from pipeline.records import prepare_take, take_record, whole_clip_record
+from tests.legacy_layout import write_legacy_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -404,12 +405,12 @@ def test_compact_merges_files_and_keeps_every_row(tmp_dataset):
     assert tmp_dataset.history("labels")[0]["operation"] == "compact"
 
 
-def test_migration_round_trip_of_a_dataset_made_by_the_old_store(tmp_path):
-    """tests/pipeline/data/legacy-dataset was written by the Parquet-parts store this replaced
+def test_migration_round_trip_of_an_old_layout_dataset(tmp_path):
+    """A dataset in the Parquet-parts layout this replaced (tests/legacy_layout.py)
     (with a stale copy left by an interrupted upsert): every row arrives, newest copy wins."""
     from pipeline.dataset.legacy import content_hash, migrate, read_legacy
 
-    legacy = Path(__file__).parent / "data" / "legacy-dataset"
+    legacy = write_legacy_dataset(tmp_path / "legacy")
     with pytest.raises(DatasetError, match="old Parquet-parts layout.*cantolab dataset migrate"):
         Dataset(legacy).read("labels")
     results = migrate(legacy, tmp_path / "new")
