@@ -315,10 +315,21 @@ class Dataset:
         )
 
     # ---------- reading
+    def _scan(self, dt: DeltaTable, columns: list[str]) -> pa.Table:
+        """The version's data files (from its log) read by Arrow's own filesystem. delta-rs'
+        `to_pyarrow_table` reads through a Python filesystem bridge whose threads abort the process
+        at interpreter exit ("terminate called without an active exception", 26 of 40 bare runs here)."""
+        import pyarrow.dataset as pds
+
+        schema = pa.schema(dt.schema())
+        filesystem, _ = self._filesystem()
+        files = [u.split("://", 1)[1] if "://" in u else u for u in dt.file_uris()]
+        present = [c for c in columns if c in schema.names]
+        return pds.dataset(files, format="parquet", schema=schema, filesystem=filesystem).to_table(columns=present)
+
     def _read_raw(self, name: str, dt: DeltaTable, columns: list[str]) -> pa.Table:
         try:
-            present = set(pa.schema(dt.schema()).names)
-            table = dt.to_pyarrow_table(columns=[c for c in columns if c in present])
+            table = self._scan(dt, columns)
         except (OSError, pa.ArrowException, DeltaError) as exc:
             raise DatasetError(f"{name}: a data file of {self.table_uri(name)} version {dt.version()} cannot be read ({exc})") from None
         schema = _schema(name)
