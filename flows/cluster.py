@@ -13,6 +13,15 @@ whose server is gone ignores SIGTERM for a long while). Each process leads its o
 descendants it has when stopped (a flow run's subprocess, a Dask nanny's worker) are stopped by
 their PIDs too.
 
+A Prefect worker that dies with its machine cannot report its flow run: without help the run stays
+"Running" forever. Workers' flow runs therefore send heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+30 s, Prefect's minimum) and `up` creates an automation on the server (Prefect's "detect zombie
+flows" recipe): a deployment's run with no heartbeat (nor final state) for `zombie_after` seconds is
+set Crashed, and its deployment is run again; any live worker picks that run up, and the ingest's
+caches and keyed upserts make the second attempt finish the first's work without duplicates.
+`restart NAME` stops one process and starts it again with its recorded command, ports and data
+(the fault drills: a Prefect server or S3 store restarted mid-run).
+
 On one machine this is a rehearsal of the real layout (README, "Scaling out"): the same commands
 with other hosts run the server parts on a server and the workers on GPU boxes.
 """
@@ -45,6 +54,11 @@ BUCKET = "cantolab"
 # `down` stops these roles in this order: whatever submits or runs work before what it talks to.
 STOP_ORDER = ("prefect-worker", "dask-worker", "dask-scheduler", "prefect-server", "s3")
 QUIET = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DASK_DISTRIBUTED__DIAGNOSTICS__NVML": "false"}
+HEARTBEAT_SECONDS = 30  # a flow run's heartbeat (Prefect sends none more often)
+ZOMBIE_AFTER_SECONDS = 90.0  # three missed heartbeats: the run's worker is gone
+ZOMBIE_AUTOMATION = "cantolab: crash and rerun deployment runs whose worker is gone"
+# What a (re)started process prints once it is ready, for those without a port to probe.
+READY_LINE = {"dask-worker": "Registered to:", "prefect-worker": "Worker '{name}' started"}
 
 
 @dataclass
@@ -56,6 +70,9 @@ class ClusterProcess:
     marker: str  # a string its command line holds (with start_time: the PID is still this process)
     log: str
     ports: dict[str, int] = field(default_factory=dict)
+    cmd: list[str] = field(default_factory=list)  # what `restart` runs again
+    cwd: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # its own settings on top of the cluster's (no secrets)
 
     def alive(self) -> bool:
         return is_same_process(self.pid, self.start_time, self.marker)
@@ -160,17 +177,21 @@ class Launcher:
         log = self.run / "logs" / f"{name}.log"
         work = self.run / "work"
         work.mkdir(exist_ok=True)
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                cmd, cwd=work, env={**self.base_env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,  # its own session: `cluster up` may exit
-            )  # fmt: skip
-        self.record(ClusterProcess(name, role, proc.pid, start_time(proc.pid), marker, str(log), ports))
+        proc = _popen(cmd, work, {**self.base_env, **(env or {})}, log)
+        self.record(ClusterProcess(name, role, proc.pid, start_time(proc.pid), marker, str(log), ports, cmd, str(work), env or {}))
         return proc, log
 
     def record(self, entry: ClusterProcess) -> None:
         self.state.processes.append(entry)
         self.state.save()
+
+
+def _popen(cmd: list[str], cwd: str | Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,  # its own session: `cluster up` may exit
+        )  # fmt: skip
 
 
 def _base_env(run: Path) -> dict[str, str]:
@@ -187,10 +208,20 @@ def up(
     pool: str = POOL,
     bucket: str = BUCKET,
     worker_query_seconds: float | None = None,
+    heartbeat_seconds: int = HEARTBEAT_SECONDS,
+    zombie_after: float = ZOMBIE_AFTER_SECONDS,
     timeout: float = 180.0,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> ClusterState:
-    """Start the cluster; on any failure stop what was started and raise."""
+    """Start the cluster; on any failure stop what was started and raise.
+
+    `zombie_after`: seconds without a heartbeat after which a run is declared Crashed and its
+    deployment run again; more than `heartbeat_seconds` (≥ 30), with slack for a busy machine."""
+    if heartbeat_seconds < 30 or zombie_after <= heartbeat_seconds:
+        raise ConfigError(
+            f"heartbeats every {heartbeat_seconds} s, crashed after {zombie_after:.0f} s without one: "
+            "Prefect sends one every 30 s at most, and the wait must be longer than that"
+        )
     run = Path(run_dir).resolve()
     if (run / STATE_FILE).exists() and any(p.alive() for p in load_state(run).processes):
         raise ConfigError(f"a cluster is already running from {run} (`cantolab cluster status {run_dir}`)")
@@ -199,14 +230,17 @@ def up(
     state.save()
     launcher = Launcher(state, _base_env(run))
     try:
-        _start_all(launcher, dask_workers, dask_threads, prefect_workers, bucket, worker_query_seconds, timeout, progress)
+        workers_env = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(heartbeat_seconds)}
+        if worker_query_seconds is not None:
+            workers_env["PREFECT_WORKER_QUERY_SECONDS"] = str(worker_query_seconds)
+        _start_all(launcher, dask_workers, dask_threads, prefect_workers, bucket, workers_env, zombie_after, timeout, progress)
     except BaseException:
         down(run)
         raise
     return state
 
 
-def _start_all(launcher: Launcher, dask_workers, dask_threads, prefect_workers, bucket, query_seconds, timeout, progress) -> None:
+def _start_all(launcher: Launcher, dask_workers, dask_threads, prefect_workers, bucket, workers_env, zombie_after, timeout, progress) -> None:
     state, run = launcher.state, launcher.run
 
     progress("S3 store (SeaweedFS)")
@@ -214,8 +248,9 @@ def _start_all(launcher: Launcher, dask_workers, dask_threads, prefect_workers, 
     state.s3 = {"endpoint": s3.endpoint, "access_key": s3.access_key, "secret_key": s3.secret_key, "region": s3.region, "bucket": bucket}
     s3_port = int(s3.endpoint.rsplit(":", 1)[1])
     launcher.record(
-        ClusterProcess("s3", "s3", s3.process.pid, start_time(s3.process.pid), "mini", str(run / "s3" / "weed.log"), {"s3": s3_port})
-    )
+        ClusterProcess("s3", "s3", s3.process.pid, start_time(s3.process.pid), "mini", str(run / "s3" / "weed.log"), {"s3": s3_port},
+                       s3.command, str(s3.folder))
+    )  # fmt: skip
     launcher.base_env |= state.env()
 
     progress("Prefect server")
@@ -231,8 +266,7 @@ def _start_all(launcher: Launcher, dask_workers, dask_threads, prefect_workers, 
     _wait("the Prefect server", lambda: _http_ok(f"{api}/health"), server, log, timeout)
     state.prefect_api = api
     launcher.base_env |= {"PREFECT_API_URL": api}
-    if query_seconds is not None:
-        launcher.base_env |= {"PREFECT_WORKER_QUERY_SECONDS": str(query_seconds)}
+    ensure_zombie_automation(api, zombie_after)
 
     progress("Dask scheduler")
     sched_port, http_port = free_port(), free_port()
@@ -270,7 +304,7 @@ def _start_all(launcher: Launcher, dask_workers, dask_threads, prefect_workers, 
         name = f"prefect-worker-{i + 1}"
         proc, log = launcher.spawn(
             name, "prefect-worker", [_bin("prefect"), "worker", "start", "--pool", state.pool, "--type", "process", "--name", name],
-            "worker start", {},
+            "worker start", {}, workers_env,  # their flow runs inherit it: heartbeats on
         )  # fmt: skip
         started.append((proc, log, name))
     for proc, log, name in started:
@@ -295,6 +329,89 @@ def ensure_pool(api: str, pool: str) -> None:
 
     with temporary_settings(updates={PREFECT_API_URL: api}):
         asyncio.run(create())
+
+
+def ensure_zombie_automation(api: str, zombie_after: float = ZOMBIE_AFTER_SECONDS) -> None:
+    """Prefect's "detect zombie flows" automation, enforced by the server's triggers service: a run
+    of a deployment that has sent a heartbeat and then neither another nor a final state within
+    `zombie_after` s is set Crashed, then its deployment is run again (default parameters; the run
+    lands on any live worker of its pool). Only runs that stopped reporting are rerun: a run the
+    worker saw crash (the worker is alive and reports it) waits for its next schedule."""
+    import asyncio
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState, RunDeployment
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    final = {f"prefect.flow-run.{s}" for s in ("Completed", "Failed", "Cancelled", "Crashed")}
+    automation = Automation(
+        name=ZOMBIE_AUTOMATION,
+        description=f"No heartbeat for {zombie_after:.0f} s: the worker (process or machine) is gone.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *final},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification({"prefect.resource.role": "deployment"}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=zombie_after),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED, name="Crashed",
+                message=f"no heartbeat for {zombie_after:.0f} s: its worker is gone (declared by the automation {ZOMBIE_AUTOMATION!r})",
+            ),
+            RunDeployment(source="inferred"),  # the deployment of the heartbeat's run: the next attempt
+        ],
+    )  # fmt: skip
+
+    async def create() -> None:
+        async with get_client() as client:
+            if not await client.read_automations_by_name(ZOMBIE_AUTOMATION):
+                await automation.acreate()
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        asyncio.run(create())
+
+
+def restart(run_dir: str | os.PathLike, name: str, down_for: float = 0.0, grace: float = 10.0, timeout: float = 180.0) -> ClusterProcess:
+    """Stop one process of the cluster (its descendants too) and start it again with the command,
+    ports and data it had, after `down_for` seconds; waits until it is ready. A fault drill, and the
+    way back for a part that died (`status` shows it "no")."""
+    state = load_state(run_dir)
+    entry = next((p for p in state.processes if p.name == name), None)
+    if entry is None:
+        raise ConfigError(f"no process {name!r} in {run_dir}; it has {', '.join(p.name for p in state.processes)}")
+    if not entry.cmd:
+        raise ConfigError(f"{name}: its command was not recorded (a cluster started by an older cantolab); `down` and `up` instead")
+    _stop_group([entry], grace)
+    time.sleep(down_for)
+    log = Path(entry.log)
+    offset = log.stat().st_size if log.exists() else 0
+    env = _base_env(Path(state.run_dir)) | state.env() | entry.env
+    proc = _popen(entry.cmd, entry.cwd or state.run_dir, env, log)
+    fresh = ClusterProcess(**{**asdict(entry), "pid": proc.pid, "start_time": start_time(proc.pid)})
+    state.processes = [fresh if p.name == name else p for p in state.processes]
+    state.save()
+
+    def ready() -> bool:
+        if entry.role in READY_LINE:
+            with contextlib.suppress(OSError), open(log, "rb") as f:
+                f.seek(offset)
+                return READY_LINE[entry.role].format(name=name).encode() in f.read()
+            return False
+        if entry.role == "prefect-server":
+            return _http_ok(f"{state.prefect_api}/health")
+        return all(_port_open(port) for port in entry.ports.values())
+
+    _wait(name, ready, proc, log, timeout)
+    return fresh
 
 
 def _descendants(pid: int) -> list:

@@ -93,6 +93,7 @@ class S3Server:
     folder: Path
     process: subprocess.Popen | None = field(default=None, repr=False)
     region: str = "us-east-1"
+    command: list[str] = field(default_factory=list, repr=False)  # how it was started: `start` again on the same ports and data
 
     def env(self) -> dict[str, str]:
         """Variables that point cantolab (and any S3 client) at this server."""
@@ -128,6 +129,23 @@ class S3Server:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout)
+
+    def start(self, timeout: float = 60.0) -> S3Server:
+        """(Re)start it with its recorded command (same ports, data and credentials); wait for S3."""
+        if self.process is not None and self.process.poll() is None:
+            return self
+        with open(self.folder / "weed.log", "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not _ready(self.endpoint):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = (self.folder / "weed.log").read_text(errors="replace")[-2000:]
+                raise ConfigError(f"SeaweedFS did not answer S3 at {self.endpoint} within {timeout:.0f} s:\n{tail}")
+            time.sleep(0.2)
+        return self
 
     def __enter__(self) -> S3Server:
         return self
@@ -177,17 +195,7 @@ def start_seaweedfs(folder: str | os.PathLike, *, timeout: float = 60.0, buckets
     ]  # fmt: skip
     if buckets:
         cmd.append("-bucket=" + ",".join(buckets))
-    log = open(folder / "weed.log", "ab")
-    proc = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
-    server = S3Server(f"http://127.0.0.1:{ports['s3']}", access, secret, folder, proc)
-    deadline = time.monotonic() + timeout
-    while not _ready(server.endpoint):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            tail = (folder / "weed.log").read_text(errors="replace")[-2000:]
-            raise ConfigError(f"SeaweedFS did not answer S3 at {server.endpoint} within {timeout:.0f} s:\n{tail}")
-        time.sleep(0.2)
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}", access, secret, folder, command=cmd).start(timeout)
     for name in buckets:  # -bucket creates them asynchronously: wait until each is there
         deadline = time.monotonic() + timeout
         filesystem = arrow_s3_filesystem(server.env())

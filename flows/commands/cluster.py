@@ -24,6 +24,9 @@ def up_cmd(
     prefect_workers: int = typer.Option(2, "--prefect-workers", "-m", min=0, help="Prefect process workers polling the pool."),
     pool: str = typer.Option("cantolab", "--pool", help="Work pool name."),
     query_seconds: float = typer.Option(None, "--query-seconds", help="How often workers poll (Prefect's default 10 s)."),
+    zombie_after: float = typer.Option(
+        90.0, "--zombie-after", min=31, help="Seconds without a flow run's heartbeat (sent every 30 s) before it is set Crashed and rerun."
+    ),
 ) -> None:
     """Start the cluster and wait until every part answers; stop what started if one fails."""
     from flows.cluster import up
@@ -31,7 +34,7 @@ def up_cmd(
     with user_errors():
         state = up(
             run_dir, dask_workers=dask_workers, dask_threads=dask_threads, prefect_workers=prefect_workers, pool=pool,
-            worker_query_seconds=query_seconds, progress=lambda what: console.print(f"starting {what} …"),
+            worker_query_seconds=query_seconds, zombie_after=zombie_after, progress=lambda what: console.print(f"starting {what} …"),
         )  # fmt: skip
     console.print(f"[green]up[/]: Prefect {state.prefect_api} (UI {state.prefect_api.removesuffix('/api')}), "
                   f"Dask {state.dask_address}, S3 {state.s3['endpoint']} bucket s3://{state.s3['bucket']}")  # fmt: skip
@@ -63,6 +66,20 @@ def down_cmd(run_dir: str = RUN_DIR, grace: float = typer.Option(15.0, help="Sec
 
     with user_errors():
         down(run_dir, grace, report=lambda name, what: console.print(f"{name}: {what}"))
+
+
+@cluster_app.command("restart")
+def restart_cmd(
+    name: str = typer.Argument(..., help="A process as `status` names it: s3, prefect-server, prefect-worker-1, dask-worker-2, …"),
+    run_dir: str = RUN_DIR,
+    down_for: float = typer.Option(0.0, "--down-for", min=0, help="Seconds to leave it stopped (a fault drill)."),
+) -> None:
+    """Stop one process and start it again with its command, ports and data; wait until it is ready."""
+    from flows.cluster import restart
+
+    with user_errors():
+        entry = restart(run_dir, name, down_for=down_for)
+    console.print(f"{name}: running again (pid {entry.pid})")
 
 
 @cluster_app.command("env")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -31,7 +32,7 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
 from pipeline.dataset.schemas import INTERNAL_SCHEMAS, KEYS, SCHEMA_VERSION, SCHEMAS, VOLATILE
-from pipeline.errors import InputError
+from pipeline.errors import CantolabError, InputError
 
 HASH_COLUMN = "_row_hash"
 LEGACY_PART = re.compile(r"^part-\d{10}-[0-9a-f]{8}\.parquet$")
@@ -42,12 +43,46 @@ TABLE_CONFIG = {
     "delta.enableExpiredLogCleanup": "false",  # old versions stay readable until vacuumed
     "delta.checkpointInterval": "10",  # opening a table replays at most ~10 commits (each a GET on S3)
 }
+# How long an unreachable object store is waited for (backoff 1, 2, 4 … 10 s) before an operation
+# gives up; delta-rs' own retries span only a few seconds, less than a store restart takes.
+STORE_RETRY_SECONDS = float(os.environ.get("CANTOLAB_STORE_RETRY_SECONDS", "120"))
+# What delta-rs (object_store) and Arrow's S3 filesystem (AWS SDK) say when the store does not answer.
+_UNREACHABLE = re.compile(
+    r"error sending request|tcp connect error|connection refused|connection reset|connection closed|broken pipe|"
+    r"timed out|could not connect|NETWORK_CONNECTION|curlCode: (?:7|28|52|55|56)\b|service unavailable|\b503\b|SlowDown",
+    re.IGNORECASE,
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _WRITER = WriterProperties(compression="ZSTD")
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class DatasetError(InputError):
     """A dataset that cannot be read or written as asked, with the table and file at fault."""
+
+
+class StoreUnavailableError(CantolabError, ConnectionError):
+    """The object store did not answer for the whole retry window. A ConnectionError, i.e. transient:
+    a task retries it later and a take is never quarantined for it; nothing of the operation was written."""
+
+
+def is_store_unreachable(exc: BaseException) -> bool:
+    """An error of the store's transport (refused, reset, timed out, 503), not of the data or the request."""
+    if isinstance(exc, StoreUnavailableError):
+        return False  # already waited for: not again at an outer level
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    return isinstance(exc, (OSError, DeltaError, pa.ArrowException)) and bool(_UNREACHABLE.search(str(exc)))
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason of a (multi-line, coloured) delta-rs or AWS error, on one line."""
+    lines = [ln.strip(" ↳-") for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip(" ↳-")]
+    text = lines[-1] if lines else type(exc).__name__
+    if "Details:" in text:
+        text = text.rsplit("Details:", 1)[1].strip()
+    return text[:200]
 
 
 @dataclass(frozen=True)
@@ -265,6 +300,8 @@ class Dataset:
                 f"{name}: table {uri} needs a newer Delta reader than this cantolab's deltalake ({exc}); upgrade cantolab"
             ) from None
         except (DeltaError, OSError) as exc:
+            if not self._local and is_store_unreachable(exc):
+                raise  # waited for and retried by _patient, not a property of the table
             if version is not None and "version" in str(exc).lower():
                 raise DatasetError(
                     f"{name}: version {version} of {uri} cannot be read ({exc}); `cantolab dataset history` lists the versions"
@@ -299,12 +336,45 @@ class Dataset:
             raise DatasetError(f"{name}: this dataset was opened at a past version ({self.version}) and is read-only")
         return self._open(name, current=True) or self._create(name)
 
+    def _patient(self, name: str, what: str, call: Callable[[], T]) -> T:
+        """Run `call`; while the object store does not answer (a restart, a network blip), wait with
+        backoff and run it again, one warning per retry, for up to STORE_RETRY_SECONDS. Safe for
+        writes: each attempt reads afresh, so an upsert whose commit did land changes nothing."""
+        if self._local:
+            return call()
+        deadline = time.monotonic() + STORE_RETRY_SECONDS
+        delay, retry = 1.0, 0
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if not is_store_unreachable(exc):
+                    raise
+                left = deadline - time.monotonic()
+                from pipeline.objectstore import s3_endpoint
+
+                where = (self.storage_options or {}).get("AWS_ENDPOINT_URL") or s3_endpoint() or "S3"
+                if left <= 0:
+                    raise StoreUnavailableError(
+                        f"{name}: {what} on {self.root}: the object store {where} did not answer for "
+                        f"{STORE_RETRY_SECONDS:.0f} s ({_cause(exc)}); nothing of it was written — retry when it is back"
+                    ) from None
+                retry += 1
+                wait = min(delay, left)
+                log.warning(
+                    "%s: %s on %s: object store %s unreachable (%s); retry %d in %.0f s (gives up %.0f s after the first failure)",
+                    name, what, self.root, where, _cause(exc), retry, wait, STORE_RETRY_SECONDS,
+                )  # fmt: skip
+                time.sleep(wait)
+                delay = min(delay * 2, 10.0)
+
     def _retrying(self, name: str, what: str, attempt: Callable[[], T]) -> T:
-        """Run a read-modify-commit; a commit beaten by another writer's is redone from a fresh read."""
+        """Run a read-modify-commit; a commit beaten by another writer's is redone from a fresh read
+        (and an unreachable store waited for: _patient)."""
         delay, last = 0.05, None
         for _ in range(MAX_ATTEMPTS):
             try:
-                return attempt()
+                return self._patient(name, what, attempt)
             except CommitFailedError as exc:
                 last = exc
             time.sleep(random.uniform(delay / 2, delay))
@@ -331,6 +401,8 @@ class Dataset:
         try:
             table = self._scan(dt, columns)
         except (OSError, pa.ArrowException, DeltaError) as exc:
+            if not self._local and is_store_unreachable(exc):
+                raise
             raise DatasetError(f"{name}: a data file of {self.table_uri(name)} version {dt.version()} cannot be read ({exc})") from None
         schema = _schema(name)
         arrays, fields = [], []
@@ -345,10 +417,14 @@ class Dataset:
         """The table's rows (current, or at the version asked for); empty with the schema when absent."""
         schema = _schema(name)
         want = schema.names if columns is None else list(columns)
-        dt = self._open(name)
-        if dt is None:
+
+        def attempt() -> pa.Table | None:
+            dt = self._open(name)
+            return None if dt is None else self._read_raw(name, dt, list(dict.fromkeys([*KEYS[name], *want])))
+
+        table = self._patient(name, "read", attempt)
+        if table is None:
             return pa.schema([schema.field(c) if c in schema.names else pa.field(c, pa.string()) for c in want]).empty_table()
-        table = self._read_raw(name, dt, list(dict.fromkeys([*KEYS[name], *want])))
         keys = _keys_of(table.select(list(KEYS[name])), KEYS[name])
         if len(set(keys)) != len(keys):  # only a writer outside cantolab could do this
             raise DatasetError(
@@ -372,7 +448,7 @@ class Dataset:
 
     def exists(self, name: str) -> bool:
         _check_table(name)
-        return DeltaTable.is_deltatable(self.table_uri(name), storage_options=self.storage_options)
+        return self._patient(name, "exists", lambda: DeltaTable.is_deltatable(self.table_uri(name), storage_options=self.storage_options))
 
     # ---------- writing
     def upsert(self, name: str, rows: Iterable[dict] | pa.Table) -> UpsertResult:
@@ -464,7 +540,7 @@ class Dataset:
         """Each existing table's version as this dataset reads it (what a trained model records)."""
         out = {}
         for name in SCHEMAS:
-            dt = self._open(name)
+            dt = self._patient(name, "open", lambda n=name: self._open(n))
             if dt is not None:
                 out[name] = dt.version()
         return out
