@@ -240,7 +240,9 @@ def up(
     return state
 
 
-def _start_all(launcher: Launcher, dask_workers, dask_threads, prefect_workers, bucket, workers_env, zombie_after, timeout, progress) -> None:
+def _start_all(
+    launcher: Launcher, dask_workers, dask_threads, prefect_workers, bucket, workers_env, zombie_after, timeout, progress
+) -> None:
     state, run = launcher.state, launcher.run
 
     progress("S3 store (SeaweedFS)")

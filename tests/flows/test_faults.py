@@ -1,0 +1,213 @@
+"""Faults on purpose, on a local cluster of real processes (`flows.cluster`): the ingest deployment
+runs on a Prefect worker with its takes on two Dask workers and the dataset on S3 (SeaweedFS), and
+mid-ingest we SIGKILL the Prefect worker with its flow run, restart the Prefect server, or stop the
+S3 store for a few seconds. Each time the dataset ends identical (row counts, every non-volatile
+column, hence every row's content hash) to an uninterrupted single-process run of the same takes.
+
+The cluster runs Prefect's real zombie detection: heartbeats every 30 s (Prefect's minimum) and the
+server's automation declaring a run Crashed after 45 s without one (90 s by default; shorter here to
+keep the test near a minute)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flows import cluster
+from pipeline.data import stage_session
+from pipeline.dataset import Dataset
+from tests.flows.test_scaleout import CLIPS, SETTINGS, _cli, _env, _rows
+
+ZOMBIE_AFTER = 45.0
+pytestmark = pytest.mark.timeout(600)  # each test ~1–2 min on 2 busy cores; a hang fails, never stalls the suite
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory, gtsinger):
+    root = tmp_path_factory.mktemp("recordings")
+    rows = gtsinger.set_index("path").loc[list(CLIPS)].reset_index()
+    stage_session(rows, root / "2026-11-28-alto", "alto")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """Two Prefect workers (one may be killed: the other takes the rerun), two Dask workers."""
+    run = tmp_path_factory.mktemp("faults-cluster")
+    state = cluster.up(run, dask_workers=2, prefect_workers=2, worker_query_seconds=2, zombie_after=ZOMBIE_AFTER, timeout=240)
+    try:
+        yield state
+    finally:
+        cluster.down(run, grace=10)
+
+
+@pytest.fixture(scope="module")
+def reference(lab, recordings, tmp_path_factory) -> dict:
+    """The same takes ingested in one process on threads, one BLAS thread like a Dask worker (Whisper's
+    float sums depend on it), into a local dataset: what every faulted run must equal."""
+    ds = tmp_path_factory.mktemp("reference") / "dataset"
+    code = "import sys, json; from flows.ingest import ingest_flow; print(json.dumps(ingest_flow(sys.argv[1], sys.argv[2], None, json.loads(sys.argv[3]), 1)))"
+    env = _env(lab) | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("CANTOLAB_DASK_ADDRESS")
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(recordings), str(ds), json.dumps(SETTINGS)], env=env, capture_output=True, text=True, timeout=400
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = _rows(Dataset(ds))
+    assert len(rows["takes"]) == len(CLIPS) and rows["clips"], {k: len(v) for k, v in rows.items()}
+    return rows
+
+
+def _client(lab):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def call(fn):
+        with temporary_settings(updates={PREFECT_API_URL: lab.prefect_api}):
+            async with get_client() as client:
+                return await fn(client)
+
+    return lambda fn: asyncio.run(call(fn))
+
+
+def _register(lab, recordings, tmp_path) -> str:
+    dataset = f"s3://{lab.s3['bucket']}/{tmp_path.name}"
+    _cli(lab, "serve", "-r", str(recordings), "-d", dataset, "-m", "tiny.en", "--no-annotation-sync",
+         "--models", str(tmp_path / "models"), "--work-pool", "cantolab")  # fmt: skip
+    return dataset
+
+
+def _start_run(lab):
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: lab.prefect_api}):
+        return run_deployment("ingest/cantolab-ingest", timeout=0)
+
+
+def _wait_for_a_take_on_dask(lab, timeout: float = 300) -> None:
+    from distributed import Client
+
+    with Client(lab.dask_address, timeout=30) as client:
+        deadline = time.monotonic() + timeout
+        while not any(client.processing().values()):
+            assert time.monotonic() < deadline, "no take ever ran on a Dask worker"
+            time.sleep(0.5)
+
+
+def _wait_final(call, run_id, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        run = call(lambda c: c.read_flow_run(run_id))
+        if run.state.is_final():
+            return run
+        assert time.monotonic() < deadline, f"run {run.name} still {run.state.name} after {timeout:.0f} s"
+        time.sleep(1)
+
+
+def _deployment_runs(call, deployment_id) -> list:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+
+    flt = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]))
+    runs = call(lambda c: c.read_flow_runs(flow_run_filter=flt))
+    return [r for r in runs if r.state and r.state.type.value != "SCHEDULED"]  # not the schedule's future ticks
+
+
+def _dataset_rows(lab, dataset: str) -> dict:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in lab.env().items():
+            mp.setenv(key, value)
+        return _rows(Dataset(dataset))
+
+
+def _logs(lab) -> str:
+    return "".join(Path(p.log).read_text(errors="replace") for p in lab.processes if Path(p.log).exists())
+
+
+def test_a_killed_prefect_worker_s_run_is_crashed_and_rerun_to_the_same_dataset(lab, recordings, reference, tmp_path):
+    """The worker machine dies (worker and flow-run process SIGKILLed, nothing reports): the server's
+    automation declares the run Crashed once its heartbeats stop, runs the deployment again, the
+    other worker completes it, and the dataset is what one uninterrupted run writes."""
+    dataset = _register(lab, recordings, tmp_path)
+    call = _client(lab)
+    first = _start_run(lab)
+    _wait_for_a_take_on_dask(lab)
+    hosts = [p for p in lab.processes if p.role == "prefect-worker" and psutil.Process(p.pid).children(recursive=True)]
+    assert len(hosts) == 1, "the run's flow-run process was not found under one Prefect worker"
+    victims = [psutil.Process(hosts[0].pid), *psutil.Process(hosts[0].pid).children(recursive=True)]
+    killed_at = time.monotonic()
+    for proc in victims:
+        os.kill(proc.pid, signal.SIGKILL)
+    try:
+        crashed = _wait_final(call, first.id, timeout=ZOMBIE_AFTER + 90)
+        crashed_at = time.monotonic()
+        assert crashed.state.type.value == "CRASHED", crashed.state
+        assert "no heartbeat" in (crashed.state.message or ""), crashed.state.message
+        deadline = time.monotonic() + 60
+        while not (reruns := [r for r in _deployment_runs(call, first.deployment_id) if r.id != first.id]):
+            assert time.monotonic() < deadline, "the deployment was not run again after the crash"
+            time.sleep(1)
+        assert len(reruns) == 1, [(r.name, r.state.name) for r in reruns]
+        done = _wait_final(call, reruns[0].id, timeout=300)
+        done_at = time.monotonic()
+        assert done.state.type.value == "COMPLETED", done.state
+        print(
+            f"\nworker killed → run Crashed {crashed_at - killed_at:.0f} s → rerun Completed {done_at - killed_at:.0f} s "
+            f"(heartbeat 30 s, crashed after {ZOMBIE_AFTER:.0f} s without one)"
+        )
+        assert _dataset_rows(lab, dataset) == reference
+    finally:
+        cluster.restart(lab.run_dir, hosts[0].name)  # the next test has two workers again
+        lab.processes[:] = cluster.load_state(lab.run_dir).processes
+
+
+def test_a_prefect_server_restart_mid_run_loses_nothing(lab, recordings, reference, tmp_path):
+    """The server (SQLite, same port) is stopped and started again while takes run on Dask: the
+    flow run and its task runs retry their API calls and the run completes, once."""
+    dataset = _register(lab, recordings, tmp_path)
+    call = _client(lab)
+    run = _start_run(lab)
+    _wait_for_a_take_on_dask(lab)
+    restarted_at = time.monotonic()
+    cluster.restart(lab.run_dir, "prefect-server", down_for=3)
+    lab.processes[:] = cluster.load_state(lab.run_dir).processes
+    print(f"\nPrefect server back after {time.monotonic() - restarted_at:.0f} s")
+    final = _wait_final(call, run.id, timeout=400)
+    runs = _deployment_runs(call, run.deployment_id)
+    assert final.state.type.value == "COMPLETED" or any(r.state.type.value == "COMPLETED" for r in runs), [
+        (r.name, r.state.name, r.state.message) for r in runs
+    ]
+    assert _dataset_rows(lab, dataset) == reference
+
+
+def test_an_s3_outage_mid_ingest_is_retried_and_loses_nothing(lab, recordings, reference, tmp_path):
+    """SeaweedFS is stopped while takes are being transcribed and started again once a writer has
+    found it gone (a warning naming the endpoint and the retry): the writes wait and land once."""
+    dataset = _register(lab, recordings, tmp_path)
+    call = _client(lab)
+    run = _start_run(lab)
+    _wait_for_a_take_on_dask(lab)
+    s3 = next(p for p in lab.processes if p.name == "s3")
+    warning = f"object store {lab.s3['endpoint']} unreachable"
+    before = _logs(lab).count(warning)
+    cluster._stop_group([s3], grace=5)
+    stopped_at = time.monotonic()
+    while _logs(lab).count(warning) == before and time.monotonic() - stopped_at < 120:
+        time.sleep(0.5)
+    down_for = time.monotonic() - stopped_at
+    cluster.restart(lab.run_dir, "s3")
+    lab.processes[:] = cluster.load_state(lab.run_dir).processes
+    print(f"\nS3 store down {down_for:.0f} s")
+    assert _logs(lab).count(warning) > before, "no S3 operation met the outage"
+    final = _wait_final(call, run.id, timeout=400)
+    assert final.state.type.value == "COMPLETED", final.state
+    assert _dataset_rows(lab, dataset) == reference
