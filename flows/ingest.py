@@ -104,6 +104,31 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT) or (isinstance(exc, OSError) and not isinstance(exc, AudioError))
 
 
+# A take whose task could not run or report (the Prefect API restarting, the object store away, a
+# worker lost) is submitted again, this many times with a growing wait, before it counts as failed.
+INFRA_RESUBMITS = 4
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """The take never had a fair try: something it talks to was away, its input is not at fault.
+
+    Prefect's task engine raises RuntimeError("Failed to reach API at …") when it cannot reach the
+    server at a task's start; coming back from a Dask worker the exception has lost its cause, so
+    its message is what tells it apart."""
+    import httpx
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, httpx.TransportError) or is_transient(seen):
+            return True
+        if isinstance(seen, RuntimeError) and str(seen).startswith("Failed to reach API"):
+            return True
+        if type(seen).__name__ == "KilledWorker":  # distributed: the take's workers kept dying
+            return True
+        seen = seen.__cause__
+    return False
+
+
 def _retry_transient(task, task_run, state) -> bool:
     try:
         state.result()
@@ -244,7 +269,8 @@ def ingest_flow(
     sources, problems = discover_takes(recordings, import_csv, cfg)
     report = IngestReport(discovered=len(sources))
     rejects = RejectLog(ds)
-    pending: dict = {}  # future -> (planned take, its lease)
+    pending: dict = {}  # future -> (planned take, its lease, how to submit it again)
+    resubmits: dict[str, int] = {}  # take id -> times submitted again after an infrastructure error
 
     def reject(stage: str, source: str, reason: str, details: str = "") -> None:
         rejects.add(stage, source, reason, details)
@@ -267,13 +293,24 @@ def ingest_flow(
         leases = _leases(ds)
 
         def collect(fut) -> None:
-            planned, lease = pending.pop(fut)
+            planned, lease, again = pending.pop(fut)
             src = planned.source
             try:
                 result = fut.result()
             except ConfigError:
                 raise  # a bad setting: stop the run rather than quarantine every take
             except Exception as exc:  # noqa: BLE001 — failed after its retries: quarantine, carry on
+                tries = resubmits.get(planned.take_id, 0)
+                if tries < INFRA_RESUBMITS and is_infrastructure_error(exc):
+                    resubmits[planned.take_id] = tries + 1
+                    wait = min(2 ** (tries + 1), 30)
+                    logger.warning(
+                        "take %s (%s): %s: %s — submitted again in %d s (%d/%d)",
+                        planned.take_id, src.path, type(exc).__name__, exc, wait, tries + 1, INFRA_RESUBMITS,
+                    )  # fmt: skip
+                    time.sleep(wait)
+                    pending[again()] = (planned, lease, again)
+                    return
                 result = {"status": "rejected", "source": src.path, "reason": f"failed after retries: {type(exc).__name__}: {exc}"}
             if result["status"] == "rejected":
                 reject("ingest", src.path, result["reason"], result.get("details", ""))
@@ -327,9 +364,9 @@ def ingest_flow(
                 continue
             # A take missing from the dataset is redone even when the cache says it was finished.
             runner = _cached_task(ds, refresh=not known)
-            fut = runner.submit(_source_dict(planned.source), sha, dataset, cfg, fingerprint, identity,
-                                transcribe_concurrency, known, planned.manifest)  # fmt: skip
-            pending[fut] = (planned, lease)
+            args = (_source_dict(planned.source), sha, dataset, cfg, fingerprint, identity, transcribe_concurrency, known, planned.manifest)
+            again = lambda runner=runner, args=args: runner.submit(*args)  # noqa: E731
+            pending[again()] = (planned, lease, again)
             while len(pending) >= limit:
                 collect(next(as_completed(list(pending))))
         while pending:
@@ -340,7 +377,7 @@ def ingest_flow(
             _exit_after_grace(exc.signal)
         raise
     finally:
-        for _, lease in pending.values():
+        for _, lease, _ in pending.values():
             lease.release()
         rejects.flush()  # what was decided is kept even when the run is cut short
     report.rejected = len(report.rejects)

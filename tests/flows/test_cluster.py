@@ -74,6 +74,42 @@ def _path_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {"PATH": os.environ.get("PATH", "")}
 
 
+def test_the_server_crashes_and_reruns_runs_whose_heartbeats_stop(small_cluster):
+    """Zombie detection is the server's own automation, and the workers' flow runs send heartbeats."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_automations_by_name(cluster.ZOMBIE_AUTOMATION)
+
+    with temporary_settings(updates={PREFECT_API_URL: small_cluster.prefect_api}):
+        (automation,) = asyncio.run(read())
+    trigger = automation.trigger
+    assert automation.enabled and trigger.posture == "Proactive" and trigger.within.total_seconds() == cluster.ZOMBIE_AFTER_SECONDS
+    assert trigger.after == {"prefect.flow-run.heartbeat"} and "prefect.flow-run.Completed" in trigger.expect
+    assert [(a.type, getattr(a, "state", None)) for a in automation.actions] == [
+        ("change-flow-run-state", "CRASHED"),
+        ("run-deployment", None),
+    ]
+    worker = next(p for p in small_cluster.processes if p.role == "prefect-worker")
+    assert psutil.Process(worker.pid).environ()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(cluster.HEARTBEAT_SECONDS)
+
+
+def test_restart_starts_a_part_again_with_its_ports(small_cluster):
+    before = next(p for p in small_cluster.processes if p.name == "dask-worker-1")
+    after = cluster.restart(small_cluster.run_dir, "dask-worker-1")
+    assert after.pid != before.pid and after.ports == before.ports
+    assert not psutil.pid_exists(before.pid) or psutil.Process(before.pid).status() == psutil.STATUS_ZOMBIE
+    row = next(r for r in cluster.status(small_cluster.run_dir) if r["name"] == "dask-worker-1")
+    assert row["alive"] and row["listening"] and row["pid"] == after.pid
+    small_cluster.processes[:] = cluster.load_state(small_cluster.run_dir).processes  # `down` below stops the new one
+    with pytest.raises(cluster.ConfigError, match="no process 'nope'"):
+        cluster.restart(small_cluster.run_dir, "nope")
+
+
 def test_down_stops_everything_it_started_and_nothing_else(small_cluster, tmp_path):
     # a process of ours recorded under a wrong start time: a PID reused by an unrelated process
     bystander = subprocess.Popen(["sleep", "300"])

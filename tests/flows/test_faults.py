@@ -5,8 +5,10 @@ S3 store for a few seconds. Each time the dataset ends identical (row counts, ev
 column, hence every row's content hash) to an uninterrupted single-process run of the same takes.
 
 The cluster runs Prefect's real zombie detection: heartbeats every 30 s (Prefect's minimum) and the
-server's automation declaring a run Crashed after 45 s without one (90 s by default; shorter here to
-keep the test near a minute)."""
+server's automation declaring a run Crashed after 60 s without one (90 s by default; shorter here to
+keep the tests short). A server restart that outlasts that window less a heartbeat (its ~10 s start
+takes 40 s on this busy machine) makes a live run look dead: it is then Crashed and rerun, which
+the restart test accepts as "retried" as long as the dataset ends whole."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from pipeline.data import stage_session
 from pipeline.dataset import Dataset
 from tests.flows.test_scaleout import CLIPS, SETTINGS, _cli, _env, _rows
 
-ZOMBIE_AFTER = 45.0
+ZOMBIE_AFTER = 60.0
 pytestmark = pytest.mark.timeout(600)  # each test ~1–2 min on 2 busy cores; a hang fails, never stalls the suite
 
 
@@ -122,6 +124,16 @@ def _deployment_runs(call, deployment_id) -> list:
     return [r for r in runs if r.state and r.state.type.value != "SCHEDULED"]  # not the schedule's future ticks
 
 
+def _rerun_of(call, first, timeout: float = 300):
+    """The one run the zombie automation started after `first` crashed, once it is final."""
+    deadline = time.monotonic() + 60
+    while not (reruns := [r for r in _deployment_runs(call, first.deployment_id) if r.id != first.id]):
+        assert time.monotonic() < deadline, "the deployment was not run again after the crash"
+        time.sleep(1)
+    assert len(reruns) == 1, [(r.name, r.state.name) for r in reruns]
+    return _wait_final(call, reruns[0].id, timeout=timeout)
+
+
 def _dataset_rows(lab, dataset: str) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in lab.env().items():
@@ -152,12 +164,7 @@ def test_a_killed_prefect_worker_s_run_is_crashed_and_rerun_to_the_same_dataset(
         crashed_at = time.monotonic()
         assert crashed.state.type.value == "CRASHED", crashed.state
         assert "no heartbeat" in (crashed.state.message or ""), crashed.state.message
-        deadline = time.monotonic() + 60
-        while not (reruns := [r for r in _deployment_runs(call, first.deployment_id) if r.id != first.id]):
-            assert time.monotonic() < deadline, "the deployment was not run again after the crash"
-            time.sleep(1)
-        assert len(reruns) == 1, [(r.name, r.state.name) for r in reruns]
-        done = _wait_final(call, reruns[0].id, timeout=300)
+        done = _rerun_of(call, first)
         done_at = time.monotonic()
         assert done.state.type.value == "COMPLETED", done.state
         print(
@@ -172,7 +179,9 @@ def test_a_killed_prefect_worker_s_run_is_crashed_and_rerun_to_the_same_dataset(
 
 def test_a_prefect_server_restart_mid_run_loses_nothing(lab, recordings, reference, tmp_path):
     """The server (SQLite, same port) is stopped and started again while takes run on Dask: the
-    flow run and its task runs retry their API calls and the run completes, once."""
+    flow run and its task runs retry their API calls (a take whose task could not start is submitted
+    again) and the run completes — or, when the restart outlasted the zombie window, it is Crashed
+    and the rerun completes. Either way the dataset is whole, nothing twice."""
     dataset = _register(lab, recordings, tmp_path)
     call = _client(lab)
     run = _start_run(lab)
@@ -182,10 +191,11 @@ def test_a_prefect_server_restart_mid_run_loses_nothing(lab, recordings, referen
     lab.processes[:] = cluster.load_state(lab.run_dir).processes
     print(f"\nPrefect server back after {time.monotonic() - restarted_at:.0f} s")
     final = _wait_final(call, run.id, timeout=400)
-    runs = _deployment_runs(call, run.deployment_id)
-    assert final.state.type.value == "COMPLETED" or any(r.state.type.value == "COMPLETED" for r in runs), [
-        (r.name, r.state.name, r.state.message) for r in runs
-    ]
+    if final.state.type.value == "CRASHED":
+        assert "no heartbeat" in (final.state.message or ""), final.state
+        print("the restart outlasted the zombie window: run Crashed, then rerun")
+        final = _rerun_of(call, final)
+    assert final.state.type.value == "COMPLETED", final.state
     assert _dataset_rows(lab, dataset) == reference
 
 
@@ -211,3 +221,26 @@ def test_an_s3_outage_mid_ingest_is_retried_and_loses_nothing(lab, recordings, r
     final = _wait_final(call, run.id, timeout=400)
     assert final.state.type.value == "COMPLETED", final.state
     assert _dataset_rows(lab, dataset) == reference
+
+
+def test_what_counts_as_the_infrastructure_s_fault_not_the_take_s():
+    """A take is submitted again for these (its input is not at fault), quarantined for the rest."""
+    import httpx
+
+    from flows.ingest import is_infrastructure_error
+    from pipeline.audio import AudioError
+    from pipeline.dataset import DatasetError, StoreUnavailableError
+
+    api_gone = RuntimeError("Failed to reach API at http://127.0.0.1:4200/api/")  # Prefect's task engine, via Dask
+    wrapped = RuntimeError("task failed")
+    wrapped.__cause__ = httpx.ConnectError("All connection attempts failed")
+    for exc in (api_gone, wrapped, StoreUnavailableError("rejects: upsert: the object store did not answer"), ConnectionResetError()):
+        assert is_infrastructure_error(exc), exc
+    bad_input = (
+        AudioError("x.wav", "not audio"),
+        DatasetError("clips: unknown column"),
+        FileNotFoundError("gone.wav"),
+        RuntimeError("boom"),
+    )
+    for exc in bad_input:
+        assert not is_infrastructure_error(exc), exc
