@@ -106,7 +106,7 @@ def is_transient(exc: BaseException) -> bool:
 
 # A take whose task could not run or report (the Prefect API restarting, the object store away, a
 # worker lost) is submitted again, this many times with a growing wait, before it counts as failed.
-INFRA_RESUBMITS = 4
+INFRA_RESUBMITS = 6  # waits 2, 4, 8, 16, 30, 30 s: ~90 s, a server restart on a busy machine
 
 
 def is_infrastructure_error(exc: BaseException) -> bool:

@@ -11,6 +11,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "cluster: starts a local cluster of real processes (`flows.cluster`), minutes per module; `-m 'not cluster'` skips them"
+    )
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """The harness's API URL, for subprocesses that must talk to the same server."""

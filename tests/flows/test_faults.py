@@ -30,7 +30,9 @@ from pipeline.dataset import Dataset
 from tests.flows.test_scaleout import CLIPS, SETTINGS, _cli, _env, _rows
 
 ZOMBIE_AFTER = 60.0
-pytestmark = pytest.mark.timeout(600)  # each test ~1–2 min on 2 busy cores; a hang fails, never stalls the suite
+# each test ~1–2 min on 2 busy cores (the module ~7 with the cluster and the reference run); a hang
+# fails instead of stalling the suite
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +147,7 @@ def _logs(lab) -> str:
     return "".join(Path(p.log).read_text(errors="replace") for p in lab.processes if Path(p.log).exists())
 
 
+@pytest.mark.cluster
 def test_a_killed_prefect_worker_s_run_is_crashed_and_rerun_to_the_same_dataset(lab, recordings, reference, tmp_path):
     """The worker machine dies (worker and flow-run process SIGKILLed, nothing reports): the server's
     automation declares the run Crashed once its heartbeats stop, runs the deployment again, the
@@ -177,6 +180,7 @@ def test_a_killed_prefect_worker_s_run_is_crashed_and_rerun_to_the_same_dataset(
         lab.processes[:] = cluster.load_state(lab.run_dir).processes
 
 
+@pytest.mark.cluster
 def test_a_prefect_server_restart_mid_run_loses_nothing(lab, recordings, reference, tmp_path):
     """The server (SQLite, same port) is stopped and started again while takes run on Dask: the
     flow run and its task runs retry their API calls (a take whose task could not start is submitted
@@ -199,6 +203,7 @@ def test_a_prefect_server_restart_mid_run_loses_nothing(lab, recordings, referen
     assert _dataset_rows(lab, dataset) == reference
 
 
+@pytest.mark.cluster
 def test_an_s3_outage_mid_ingest_is_retried_and_loses_nothing(lab, recordings, reference, tmp_path):
     """SeaweedFS is stopped while takes are being transcribed and started again once a writer has
     found it gone (a warning naming the endpoint and the retry): the writes wait and land once."""
