@@ -15,6 +15,8 @@ import pytest
 from flows import cluster
 from tests.flows.conftest import local_cluster
 
+pytestmark = pytest.mark.cluster
+
 
 def _tree(pid: int) -> list[psutil.Process]:
     try:
