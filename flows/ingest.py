@@ -119,7 +119,7 @@ def is_infrastructure_error(exc: BaseException) -> bool:
 
     seen = exc
     while seen is not None:
-        if isinstance(seen, httpx.TransportError) or is_transient(seen):
+        if isinstance(seen, (httpx.TransportError, ConnectionError, TimeoutError)):  # StoreUnavailableError is one
             return True
         if isinstance(seen, RuntimeError) and str(seen).startswith("Failed to reach API"):
             return True
