@@ -143,6 +143,13 @@ def _dataset_rows(lab, dataset: str) -> dict:
         return _rows(Dataset(dataset))
 
 
+def _digest(rows: dict) -> dict[str, tuple[int, str]]:
+    """Per table: row count and a hash of its (sorted, non-volatile) content — what "identical" means."""
+    import hashlib
+
+    return {t: (len(r), hashlib.sha256(json.dumps(r, default=str, sort_keys=True).encode()).hexdigest()[:12]) for t, r in rows.items()}
+
+
 def _logs(lab) -> str:
     return "".join(Path(p.log).read_text(errors="replace") for p in lab.processes if Path(p.log).exists())
 
@@ -173,7 +180,9 @@ def test_a_killed_prefect_worker_s_run_is_crashed_and_rerun_to_the_same_dataset(
         f"\nworker killed → run Crashed {crashed_at - killed_at:.0f} s → rerun Completed {done_at - killed_at:.0f} s "
         f"(heartbeat 30 s, crashed after {ZOMBIE_AFTER:.0f} s without one)"
     )
-    assert _dataset_rows(lab, dataset) == reference
+    rows = _dataset_rows(lab, dataset)
+    print("tables (rows, content hash):", _digest(rows))
+    assert _digest(rows) == _digest(reference) and rows == reference
 
 
 @pytest.mark.cluster
