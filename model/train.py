@@ -51,25 +51,49 @@ class Batch:
 
 
 def make_batch(feats, texts, ys, idx, max_frames, device, rng: np.random.Generator | None) -> Batch:
-    """Pad to the longest clip (cropped to max_frames: randomly in training, centred otherwise)."""
+    """Pad to the longest clip (cropped to max_frames: randomly in training, centred otherwise).
+
+    From a FrameStore (model.framestore) only each crop's frames are read; either way the batch is
+    filled into one preallocated array and handed to torch without another copy."""
     audio = mask = None
     if feats is not None:
-        crops = []
-        for i in idx:
-            f = feats[i]
-            if len(f) > max_frames:
-                start = int(rng.integers(0, len(f) - max_frames + 1)) if rng is not None else (len(f) - max_frames) // 2
-                f = f[start : start + max_frames]
-            crops.append(f)
-        width = max(len(c) for c in crops)
-        audio = torch.zeros(len(idx), width, crops[0].shape[1])
-        mask = torch.zeros(len(idx), width, dtype=torch.bool)
-        for j, c in enumerate(crops):
-            audio[j, : len(c)] = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
-            mask[j, : len(c)] = True
-        audio, mask = audio.to(device), mask.to(device)
+        stored = hasattr(feats, "window")
+        lengths = [feats.length(i) if stored else len(feats[i]) for i in idx]
+        windows = []
+        for n in lengths:
+            start = 0
+            if n > max_frames:
+                start = int(rng.integers(0, n - max_frames + 1)) if rng is not None else (n - max_frames) // 2
+            windows.append((start, min(n, max_frames)))
+        width = max(count for _, count in windows)
+        dim = feats.dim if stored else feats[idx[0]].shape[1]
+        arr = np.zeros((len(idx), width, dim), dtype=np.float32)
+        keep = np.zeros((len(idx), width), dtype=bool)
+        for j, (i, (start, count)) in enumerate(zip(idx, windows)):
+            arr[j, :count] = feats.window(i, start, count) if stored else feats[i][start : start + count]
+            keep[j, :count] = True
+        audio, mask = torch.from_numpy(arr).to(device), torch.from_numpy(keep).to(device)
     targets = {t: torch.as_tensor(y[idx], dtype=torch.long, device=device) for t, y in ys.items()}
     return Batch(audio, mask, [texts[i] for i in idx], targets)
+
+
+def prefetched(make: Callable[[np.ndarray], Batch], batches: list[np.ndarray]):
+    """Yield make(idx) for each batch, the next one built on a background thread while the caller
+    trains on this one: reading and standardizing frames (numpy, os.pread; both release the GIL)
+    overlaps the network's step, so a 2-core machine uses its second core for data. Batches are made
+    one after another in order, so a seeded random crop is the same as without prefetching."""
+    if len(batches) < 2:
+        yield from (make(idx) for idx in batches)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="cantolab-batches") as pool:
+        future = pool.submit(make, batches[0])
+        for nxt in [*batches[1:], None]:
+            batch = future.result()
+            if nxt is not None:
+                future = pool.submit(make, nxt)
+            yield batch
 
 
 @dataclass
@@ -131,7 +155,7 @@ def fit(
         # trained path clearly does better).
         if val is not None and len(val[1]):
             both = {t: np.concatenate([ys[t], val[2][t]]) for t in cfg.tasks}
-            fit_probe(net, itertools.chain(feats, val[0]), both, cfg.eval_max_frames)
+            fit_probe(net, _joined(feats, val[0]), both, cfg.eval_max_frames)
         else:
             fit_probe(net, feats, ys, cfg.eval_max_frames)
     weights = {t: inverse_frequency(ys[t], len(maps[t])) for t in cfg.tasks} if cfg.class_weights else None
@@ -163,11 +187,10 @@ def fit(
         net.train()
         order = rng.choice(n, size=n, replace=True, p=sample_p) if sample_p is not None else rng.permutation(n)
         losses = []
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            if len(idx) < 2 and n > 2:
-                continue  # a lone example would upset batch normalization
-            b = make_batch(feats, texts, ys, idx, cfg.max_frames, device, rng)
+        starts = range(0, n, cfg.batch_size)
+        batches = [order[s : s + cfg.batch_size] for s in starts]
+        batches = [idx for idx in batches if not (len(idx) < 2 and n > 2)]  # a lone example would upset batch normalization
+        for b in prefetched(lambda idx: make_batch(feats, texts, ys, idx, cfg.max_frames, device, rng), batches):
             loss, _ = loss_fn(net(b.audio, b.mask, b.texts), b.targets)
             if not loss.requires_grad:
                 continue
@@ -203,8 +226,17 @@ def fit(
     return result
 
 
+def _joined(a, b):
+    """Two splits' features as one sequence (a FrameStore's splits stay one lazy view)."""
+    if hasattr(a, "store") and hasattr(b, "store") and a.store is b.store:
+        return a.store.subset(a.indices + b.indices)
+    return itertools.chain(a, b)
+
+
 def pooled_features(feats, max_frames: int | None = None) -> np.ndarray:
     """Each clip's frame mean (centre crop of max_frames, as the network sees at evaluation)."""
+    if hasattr(feats, "clip_means"):  # a FrameStore: streamed, one clip at a time
+        return feats.clip_means(None, max_frames)
     out = []
     for f in feats:
         if max_frames and len(f) > max_frames:
