@@ -19,7 +19,7 @@ import torch
 from model.config import TrainConfig
 from model.data import Example, encode_labels, label_maps, load_examples
 from model.evaluate import aggregate, task_metrics
-from model.features import FeatureStats, clip_features, feature_name, normalize_features
+from model.features import FeatureStats, feature_name, feature_store
 from model.losses import MultiTaskLoss, inverse_frequency
 from model.net import MultiTaskNet
 from model.splits import SingerSplit, check_examples, singer_split
@@ -297,7 +297,8 @@ class RunResult:
     feature_stats: FeatureStats
     histories: dict[int, list[dict]]
     seconds_per_epoch: float
-    test_feats: list | None = None
+    test_feats: list | None = None  # standardized, as the network reads them (a FrameStore view from train_run)
+    raw_feats: tuple | None = None  # (train, test) features before standardization, for the baselines
     train_examples: list[Example] = field(default_factory=list)
     controls: dict = field(default_factory=dict)
     dataset: dict = field(default_factory=dict)  # {"uri", "versions": {table: version}} it was trained on
@@ -330,11 +331,12 @@ class _Bar:
 
 
 def prepare_inputs(examples, cfg: TrainConfig, dataset=None, stats=None, on_clip=None):
-    """Raw audio features for the examples (None for a lyrics-only model)."""
+    """Raw audio features for the examples as a FrameStore view in their order, read per batch
+    (model.features.feature_store); None for a lyrics-only model."""
     if "audio" not in cfg.model.encoder:
         return None
     device = str(pick_device(cfg.device))
-    return clip_features(examples, feature_name(cfg.model), dataset, on_clip, device, stats)
+    return feature_store(examples, feature_name(cfg.model), dataset, on_clip, device, stats)
 
 
 def needs_vocab(cfg: TrainConfig) -> bool:
@@ -364,18 +366,18 @@ def train_run(
     with _Bar(progress) as bar:
         raw = prepare_inputs(examples, cfg, ds, stats, bar.task("features", len(examples)) if "audio" in cfg.model.encoder else None)
         index = {e.clip_id: i for i, e in enumerate(examples)}
-        norm_ref = None
-        feats_of = {}
-        if raw is not None:
-            train_raw = [raw[index[e.clip_id]] for e in parts["train"]]
-            _, norm_ref = normalize_features(train_raw, [], "global")
-            normed, _ = normalize_features(raw, [e.singer for e in examples], cfg.feature_norm, norm_ref)
-            feats_of = {e.clip_id: normed[index[e.clip_id]] for e in examples}
-        audio_dim = raw[0].shape[1] if raw is not None else None
+        norm_ref = normed = None
+        if raw is not None:  # statistics in one streaming pass; frames standardized as each batch is read
+            norm_ref = raw.store.statistics([raw.indices[index[e.clip_id]] for e in parts["train"]])
+            groups = [""] * len(raw.store)
+            for i, e in zip(raw.indices, examples):
+                groups[i] = e.singer
+            normed = raw.store.normalized(cfg.feature_norm, groups, norm_ref).subset(raw.indices)
+        audio_dim = raw.dim if raw is not None else None
         vocab = Vocab.build([e.transcript for e in parts["train"]]) if needs_vocab(cfg) else None
 
-        def pack(exs):
-            f = [feats_of[e.clip_id] for e in exs] if raw is not None else None
+        def pack(exs, view=None):
+            f = (view or normed).subset([index[e.clip_id] for e in exs]) if raw is not None else None
             return f, [e.transcript for e in exs], encode_labels(exs, maps)
 
         train_p, val_p, test_p = pack(parts["train"]), pack(parts["validation"]), pack(parts["test"])
@@ -407,6 +409,7 @@ def train_run(
         histories=histories,
         seconds_per_epoch=float(np.mean([fits[s][0].seconds_per_epoch for s in fits])),
         test_feats=test_p[0],
+        raw_feats=(pack(parts["train"], raw)[0], pack(parts["test"], raw)[0]) if raw is not None else None,
         train_examples=parts["train"],
         dataset={"uri": ds.root, "versions": ds.version} if ds is not None else {},
     )
