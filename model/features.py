@@ -16,12 +16,12 @@ import math
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from model.data import Example
+from model.data import Example, stream_audio
 from pipeline.audio import decode_audio_bytes
 from pipeline.errors import ConfigError
 from pipeline.fsio import atomic_writer
@@ -197,7 +197,7 @@ class _Computer:
             self.stats.cached += 1
             return np.load(path)
         t0 = time.perf_counter()
-        audio = clip_audio_16k(ex.audio_flac)
+        audio = clip_audio_16k(ex.audio())
         if self.encoder == LOGMEL:
             feats = logmel(audio)
         elif self.encoder.startswith(ENCODER_KEY_PREFIX):
@@ -255,6 +255,11 @@ def feature_store(
                 progress()
     else:
         computer = _Computer(encoder, device, stats, folder)
+        lazy = [ex for ex in examples if ex.audio_flac is None and ex.dataset is not None and ex.clip_id not in kept]
+        lazy = {ex.clip_id: ex for ex in lazy if not (folder / f"{ex.content_key}.npy").exists()}
+        if lazy:  # their FLAC read and decoded a batch at a time, straight into the per-clip cache
+            for clip_id, audio in stream_audio(next(iter(lazy.values())).dataset, sorted(lazy)):
+                computer(replace(lazy[clip_id], audio_flac=audio))
 
         def clips():
             for clip_id, frames in _dataset_frames(dataset, encoder, sorted(kept)):  # in the table's order

@@ -352,7 +352,7 @@ def train_run(
     if ds is not None and ds.version is None:  # one consistent snapshot, even while others write
         ds = Dataset(ds.root, version=ds.versions(), storage_options=ds.storage_options)
     vocabulary = load_label_sets()  # the one vocabulary (settings file [labels])
-    examples = examples if examples is not None else load_examples(ds, cfg.tasks, vocabulary.field_values())
+    examples = examples if examples is not None else load_examples(ds, cfg.tasks, vocabulary.field_values(), lazy_audio=True)
     maps = label_maps(examples, cfg.tasks, vocabulary)
     by_singer: dict[str, list] = {}
     for e in examples:

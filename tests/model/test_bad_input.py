@@ -107,7 +107,7 @@ def test_cli_predict_on_damaged_weights_is_exit_2(run_folder, tmp_path):
     from flows.cli import app
 
     folder = _damaged(run_folder, tmp_path, "model.safetensors", os.urandom(4096))
-    samples, rate = decode_audio_bytes(run_folder[1].test_examples[0].audio_flac)
+    samples, rate = decode_audio_bytes(run_folder[1].test_examples[0].audio())
     write_audio(tmp_path / "a.wav", samples, rate, "PCM_24")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "a.wav"), "--model", str(folder)])
     assert result.exit_code == 2 and "not a readable safetensors file" in result.output and "Traceback" not in result.output
