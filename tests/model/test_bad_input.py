@@ -119,7 +119,7 @@ def test_predict_folder_with_one_bad_file_predicts_the_others(run_folder, tmp_pa
     takes = tmp_path / "takes"
     takes.mkdir()
     for i, e in enumerate(run_folder[1].test_examples[:2]):
-        samples, rate = decode_audio_bytes(e.audio_flac)
+        samples, rate = decode_audio_bytes(e.audio())
         write_audio(takes / f"good-{i}.wav", samples, rate, "PCM_24")
     (takes / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all")
     out = tmp_path / "pred.json"
