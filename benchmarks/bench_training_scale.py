@@ -58,10 +58,11 @@ def build_store(folder: Path, n: int, seed: int = 0) -> dict:
     style, emotion, singer = synthetic_labels(n, rng)
     seconds = np.clip(rng.lognormal(np.log(6.0), 0.5, n), 1.0, 30.0)
     frames = np.minimum((seconds * 25).astype(int), MAX_FRAMES)
-    noise = rng.standard_normal((1 << 16, DIM)).astype(np.float16)
-    style_dir = rng.standard_normal((2, DIM)).astype(np.float16) * 0.02
-    emo_dir = rng.standard_normal((3, DIM)).astype(np.float16) * 0.02
-    singer_dir = rng.standard_normal((SINGERS, DIM)).astype(np.float16) * 0.3
+    # float32 arithmetic (numpy's float16 is emulated, ~10x slower); the store casts to float16 as it writes
+    noise = rng.standard_normal((1 << 16, DIM)).astype(np.float32)
+    style_dir = rng.standard_normal((2, DIM)).astype(np.float32) * 0.02
+    emo_dir = rng.standard_normal((3, DIM)).astype(np.float32) * 0.02
+    singer_dir = rng.standard_normal((SINGERS, DIM)).astype(np.float32) * 0.3
 
     def clips():
         for i in range(n):
