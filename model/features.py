@@ -167,10 +167,13 @@ def clip_features(
     stats = stats if stats is not None else FeatureStats()
     folder = cache_dir() / encoder.replace(":", "_").replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
+    if dataset is None:  # examples loaded lazily know their dataset (a run's test clips, scored by the retrain flow)
+        dataset = next((ex.dataset for ex in examples if ex.dataset is not None), None)
     wanted = {ex.clip_id for ex in examples}
     kept = _frames_from_dataset(dataset, encoder, wanted & _kept_ids(dataset, encoder)) if encoder.startswith(ENCODER_KEY_PREFIX) else {}
     out = []
     computer = _Computer(encoder, device, stats, folder)
+    _compute_streamed(examples, set(kept), computer, folder)
     for ex in examples:
         if ex.clip_id in kept:
             out.append(kept[ex.clip_id])
@@ -188,13 +191,14 @@ class _Computer:
     def __init__(self, encoder: str, device: str, stats: FeatureStats, folder: Path):
         self.encoder, self.device, self.stats, self.folder = encoder, device, stats, folder
         self.compute = None
+        self.fresh: set[str] = set()  # computed in this pass (read back from the cache, not counted twice)
 
     def __call__(self, ex: Example) -> np.ndarray:
         import time
 
         path = self.folder / f"{ex.content_key}.npy"
         if path.exists():
-            self.stats.cached += 1
+            self.stats.cached += ex.content_key not in self.fresh
             return np.load(path)
         t0 = time.perf_counter()
         audio = clip_audio_16k(ex.audio())
@@ -211,7 +215,18 @@ class _Computer:
             np.save(fh, feats)
         self.stats.computed += 1
         self.stats.seconds += time.perf_counter() - t0
+        self.fresh.add(ex.content_key)
         return feats
+
+
+def _compute_streamed(examples: list[Example], kept: set[str], computer: _Computer, folder: Path) -> None:
+    """Features of lazily loaded examples that neither the `features` table nor the cache has: their
+    FLAC read a record batch at a time from the dataset and encoded straight into the per-clip cache."""
+    lazy = [ex for ex in examples if ex.audio_flac is None and ex.dataset is not None and ex.clip_id not in kept]
+    lazy = {ex.clip_id: ex for ex in lazy if not (folder / f"{ex.content_key}.npy").exists()}
+    if lazy:
+        for clip_id, audio in stream_audio(next(iter(lazy.values())).dataset, sorted(lazy)):
+            computer(replace(lazy[clip_id], audio_flac=audio))
 
 
 def _store_key(encoder: str, examples: list[Example], kept: set[str]) -> str:
@@ -255,11 +270,7 @@ def feature_store(
                 progress()
     else:
         computer = _Computer(encoder, device, stats, folder)
-        lazy = [ex for ex in examples if ex.audio_flac is None and ex.dataset is not None and ex.clip_id not in kept]
-        lazy = {ex.clip_id: ex for ex in lazy if not (folder / f"{ex.content_key}.npy").exists()}
-        if lazy:  # their FLAC read and decoded a batch at a time, straight into the per-clip cache
-            for clip_id, audio in stream_audio(next(iter(lazy.values())).dataset, sorted(lazy)):
-                computer(replace(lazy[clip_id], audio_flac=audio))
+        _compute_streamed(examples, kept, computer, folder)
 
         def clips():
             for clip_id, frames in _dataset_frames(dataset, encoder, sorted(kept)):  # in the table's order

@@ -154,6 +154,11 @@ def test_lazy_examples_hold_no_audio_and_features_come_from_streamed_audio(gt_sm
     monkeypatch.setenv("CANTOLAB_FEATURE_CACHE", str(tmp_path / "fresh"))
     stats = FeatureStats()
     store = feature_store(lazy, LOGMEL, stats=stats)
-    assert stats.computed == 4
+    assert stats.computed == 4 and stats.cached == 0
+    monkeypatch.setenv("CANTOLAB_FEATURE_CACHE", str(tmp_path / "fresh-again"))
+    listed = FeatureStats()
+    assert all(e.audio_flac is None for e in lazy[:2])
+    assert [len(f) for f in clip_features(lazy[:2], LOGMEL, stats=listed)] == [len(store[0]), len(store[1])]
+    assert listed.computed == 2 and listed.cached == 0
     for got, want in zip(store, clip_features(eager, LOGMEL)):
         np.testing.assert_array_equal(got, want.astype(np.float16).astype(np.float32))
