@@ -21,8 +21,9 @@ lint: setup
 test: setup lint
 	$(PY) -m pytest
 
+# Prefect's temporary server may take longer than its default 20 s to answer on a busy machine.
 demo: setup
-	$(PY) -m flows.demo
+	PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=$${PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:-120} $(PY) -m flows.demo
 
 bench: setup
 	$(PY) -m benchmarks

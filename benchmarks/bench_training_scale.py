@@ -3,13 +3,15 @@
 28,628 synthetic clips of realistic shape: frozen Whisper-base states (512 dims, 25 frames/s, float16)
 for clip lengths drawn around GTSinger's (log-normal, median ~6 s, 1–30 s), cropped to the 256 frames
 training reads; the paper's class proportions (pop 22,055 / bel canto 6,573; happy 14,321 / sad
-14,259 / mixed 48); 600 singers. The features sit in a memory-mapped FrameStore read per batch
-(model.framestore), standardized on read. One training epoch of the frozen-feature model (the
-headline's audio network: co-attention, probe path, d_model 64, batches of 64, states averaged over 4
-frames before the interaction — `model.frame_pool`; at 25 frames/s co-attention costs ~0.42 CPU s per
-step against ~0.06) runs in a child process, whose peak RSS is what is reported. Goal: < 60 s per epoch on 2 CPU cores, peak RSS < 4 GB.
+14,259 / mixed 48); 600 singers. The features sit in a FrameStore read per batch (model.framestore),
+standardized on read, the next batch read on a background thread while the network trains on this
+one. One training epoch of the frozen-feature model (the headline's audio network: co-attention,
+probe path, d_model 64, batches of 64, states averaged over 4 frames before the projection and the
+interaction — `model.frame_pool`) runs in a child process, whose own peak RSS (VmHWM) is reported.
+Goal: < 60 s per epoch on 2 CPU cores, peak RSS < 4 GB.
 CANTOLAB_BENCH_SCALE_CLIPS sets another clip count (a quick look); CANTOLAB_BENCH_SCALE_THREADS the
-torch threads (2).
+torch threads (1: the second core reads batches; with 2 torch threads on a shared machine each small
+op waits for the busier core, ~6x the CPU time per epoch here); CANTOLAB_BENCH_SCALE_FRAME_POOL k.
 """
 
 from __future__ import annotations
@@ -56,10 +58,11 @@ def build_store(folder: Path, n: int, seed: int = 0) -> dict:
     style, emotion, singer = synthetic_labels(n, rng)
     seconds = np.clip(rng.lognormal(np.log(6.0), 0.5, n), 1.0, 30.0)
     frames = np.minimum((seconds * 25).astype(int), MAX_FRAMES)
-    noise = rng.standard_normal((1 << 16, DIM)).astype(np.float16)
-    style_dir = rng.standard_normal((2, DIM)).astype(np.float16) * 0.02
-    emo_dir = rng.standard_normal((3, DIM)).astype(np.float16) * 0.02
-    singer_dir = rng.standard_normal((SINGERS, DIM)).astype(np.float16) * 0.3
+    # float32 arithmetic (numpy's float16 is emulated, ~10x slower); the store casts to float16 as it writes
+    noise = rng.standard_normal((1 << 16, DIM)).astype(np.float32)
+    style_dir = rng.standard_normal((2, DIM)).astype(np.float32) * 0.02
+    emo_dir = rng.standard_normal((3, DIM)).astype(np.float32) * 0.02
+    singer_dir = rng.standard_normal((SINGERS, DIM)).astype(np.float32) * 0.3
 
     def clips():
         for i in range(n):
@@ -71,6 +74,17 @@ def build_store(folder: Path, n: int, seed: int = 0) -> dict:
     np.savez(folder / "labels.npz", style=style, emotion=emotion, singer=singer)
     return {"write_s": round(time.perf_counter() - t0, 1), "frames": int(frames.sum()), "mean_frames": float(frames.mean()),
             "bytes_on_disk": int((folder / "frames.npy").stat().st_size)}  # fmt: skip
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM of its address space). Not getrusage's ru_maxrss: on Linux a
+    child started by fork + exec inherits the parent's high-water mark, so the bench's child reported
+    the parent's memory from writing the store (4.5 GB at 28.6k clips) as its own."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def child(folder: str, threads: int) -> dict:
@@ -101,7 +115,7 @@ def child(folder: str, threads: int) -> dict:
         "epoch_cpu_s": round(res.cpu_seconds_per_epoch, 1),
         "probe_fit_s": round(total - res.seconds_per_epoch, 1),
         "train_loss": res.history[0]["train_loss"],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "config": {
             "batch_size": cfg.batch_size,
             "max_frames": cfg.max_frames,
@@ -116,7 +130,7 @@ def child(folder: str, threads: int) -> dict:
 
 def main() -> dict:
     n = int(os.environ.get("CANTOLAB_BENCH_SCALE_CLIPS", N_CLIPS))
-    threads = int(os.environ.get("CANTOLAB_BENCH_SCALE_THREADS", "2"))
+    threads = int(os.environ.get("CANTOLAB_BENCH_SCALE_THREADS", "1"))
     load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="cantolab-scale-", dir=os.environ.get("CANTOLAB_BENCH_WORK")) as tmp:
         built = build_store(Path(tmp) / "store", n)

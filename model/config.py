@@ -31,9 +31,9 @@ class ModelConfig:
     whisper_model: str = "base"
     whisper_tune_layers: int = 0  # Whisper's top encoder blocks trained with the model (0 = frozen states)
     freeze_pretrained: bool = True  # the pretrained lyrics backbone
-    frame_pool: int = (
-        1  # audio states averaged in groups of k frames before the interaction (4: 25 → 6.25 frames/s, ~6× cheaper co-attention)
-    )
+    # Audio frames averaged in groups of k before the interaction (4: 25 → 6.25 frames/s, co-attention ~6× cheaper);
+    # for frozen Whisper states before their per-frame projection too (k× less of it). The probe path keeps every frame.
+    frame_pool: int = 1
     probe: bool = True  # pooled input features straight into each head beside the interaction path (contains the linear probe)
 
 

@@ -28,15 +28,38 @@ class DataError(InputError):
 class Example:
     clip_id: str
     singer: str
-    audio_flac: bytes
+    audio_flac: bytes | None  # None: not held in memory (load_examples(lazy_audio=True)); audio() reads it
     transcript: str = ""
     language: str | None = None
     labels: dict[str, str | None] = field(default_factory=dict)  # task → class name or None (missing)
+    key: str | None = field(default=None, repr=False)  # content_key, when known without the audio at hand
+    dataset: Dataset | None = field(default=None, repr=False, compare=False)  # where audio() reads lazy audio
 
     @property
     def content_key(self) -> str:
         """Identity of the clip's audio, so cached features follow content, not ids."""
-        return hashlib.sha256(self.audio_flac).hexdigest()[:24]
+        return self.key or hashlib.sha256(self.audio()).hexdigest()[:24]
+
+    def audio(self) -> bytes:
+        """The clip's FLAC: held, or read from the dataset (this clip's row only)."""
+        if self.audio_flac is not None:
+            return self.audio_flac
+        if self.dataset is None:
+            raise DataError(f"clip {self.clip_id}: its audio is not loaded and no dataset was given to read it from")
+        for batch in self.dataset.scan("clips", ["audio_flac"], {"clip_id": [self.clip_id]}, 1):
+            return bytes(batch.column("audio_flac")[0].as_py())
+        raise DataError(f"clip {self.clip_id}: not in the clips table of {self.dataset.root}")
+
+
+def content_key_of(audio_flac: bytes) -> str:
+    return hashlib.sha256(audio_flac).hexdigest()[:24]
+
+
+def stream_audio(dataset: Dataset, clip_ids, batch_rows: int = 64):
+    """(clip_id, FLAC bytes) of those clips, a record batch at a time (the table's order): what
+    training holds is one batch of audio, not the clips table."""
+    for batch in dataset.scan("clips", ["clip_id", "audio_flac"], {"clip_id": list(clip_ids)}, batch_rows):
+        yield from zip(batch.column("clip_id").to_pylist(), batch.column("audio_flac").to_pylist())
 
 
 def _clean(value) -> str | None:
@@ -47,16 +70,22 @@ def _clean(value) -> str | None:
 
 
 def load_examples(
-    dataset: Dataset | str, tasks: tuple[str, ...] = TASKS, vocabulary: dict[str, tuple[str, ...]] | None = None
+    dataset: Dataset | str,
+    tasks: tuple[str, ...] = TASKS,
+    vocabulary: dict[str, tuple[str, ...]] | None = None,
+    lazy_audio: bool = False,
 ) -> list[Example]:
     """Every labelled clip with audio, in clip_id order (deterministic).
 
     Labels are normalized (pipeline.vocabulary) and must be in `vocabulary` (default: the project's
     one label set): a stray class such as "furious" would otherwise become a class of its own and
-    change the head the model is trained with."""
+    change the head the model is trained with. With `lazy_audio` the examples do not hold their FLAC:
+    it is read a batch at a time to key each clip by content, and again where features must be
+    computed (training at scale: 28.6k clips of audio would be GBs)."""
     vocabulary = {t: tuple(map(normalize_label, v)) for t, v in (vocabulary or VOCABULARY).items()}
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-    clips = ds.to_pandas("clips", columns=["clip_id", "take_id", "singer", "audio_flac", "transcript", "language"])
+    columns = ["clip_id", "take_id", "singer", "transcript", "language"] + ([] if lazy_audio else ["audio_flac"])
+    clips = ds.to_pandas("clips", columns=columns)
     labels = ds.to_pandas("labels", columns=["clip_id", "style", "emotion"])
     where = f"dataset {ds.root}"
     if clips.empty:
@@ -68,7 +97,14 @@ def load_examples(
     merged = clips.merge(labels, on="clip_id", how="inner").sort_values("clip_id")
     if merged.empty:
         raise DataError(f"{where}: no clip has a label ({len(clips)} clips, {len(labels)} labels share no clip_id)")
-    no_audio = [cid for cid, audio in zip(merged["clip_id"], merged["audio_flac"]) if audio is None or len(audio) == 0]
+    keys: dict[str, str] = {}
+    if lazy_audio:
+        for cid, audio in stream_audio(ds, merged["clip_id"]):
+            if audio:
+                keys[cid] = content_key_of(audio)
+        no_audio = [cid for cid in merged["clip_id"] if cid not in keys]
+    else:
+        no_audio = [cid for cid, audio in zip(merged["clip_id"], merged["audio_flac"]) if audio is None or len(audio) == 0]
     if no_audio:
         raise DataError(f"{where}: {len(no_audio)} labelled clip(s) have no audio, e.g. {', '.join(no_audio[:3])}")
     no_singer = [cid for cid, s in zip(merged["clip_id"], merged["singer"]) if _clean(s) is None]
@@ -85,7 +121,9 @@ def load_examples(
                 outside.setdefault((t, v), []).append(row.clip_id)
         if all(v is None for v in labs.values()):
             continue
-        examples.append(Example(row.clip_id, str(row.singer), bytes(row.audio_flac), _clean(row.transcript) or "", lang, labs))
+        audio = None if lazy_audio else bytes(row.audio_flac)
+        lazy = {"key": keys[row.clip_id], "dataset": ds} if lazy_audio else {}
+        examples.append(Example(row.clip_id, str(row.singer), audio, _clean(row.transcript) or "", lang, labs, **lazy))
     if outside:
         detail = "; ".join(f"{t} {v!r} on {len(ids)} clip(s), e.g. {', '.join(ids[:2])}" for (t, v), ids in sorted(outside.items()))
         allowed = "; ".join(f"{t}: {', '.join(vocabulary[t])}" for t in sorted({t for t, _ in outside}))

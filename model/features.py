@@ -10,14 +10,18 @@ that tunes those blocks (model.encoders.WhisperTuned); the frozen lower blocks s
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
-from dataclasses import dataclass
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from model.data import Example
+from model.data import Example, stream_audio
 from pipeline.audio import decode_audio_bytes
 from pipeline.errors import ConfigError
 from pipeline.fsio import atomic_writer
@@ -127,16 +131,28 @@ class FeatureStats:
         return self.seconds / self.computed if self.computed else None
 
 
-def _frames_from_dataset(dataset, key: str) -> dict[str, np.ndarray]:
+def _kept_ids(dataset, key: str) -> set[str]:
+    """Clips whose encoder states ingest kept in the `features` table under this key (ids only: small)."""
     if dataset is None or not dataset.exists("features"):
-        return {}
-    table = dataset.to_pandas("features", columns=["clip_id", "encoder_model", "n_frames", "dim", "frames"])
-    table = table[table["encoder_model"] == key]
-    out = {}
-    for row in table.itertuples(index=False):
-        arr = np.frombuffer(row.frames, dtype="<f2").reshape(int(row.n_frames), int(row.dim)).astype(np.float32)
-        out[row.clip_id] = _pool_time(arr, 2)
-    return out
+        return set()
+    return {b["clip_id"] for batch in dataset.scan("features", ["clip_id"], {"encoder_model": [key]}, 4096) for b in batch.to_pylist()}
+
+
+def _dataset_frames(dataset, key: str, clip_ids) -> Iterator[tuple[str, np.ndarray]]:
+    """(clip_id, states at 25 frames/s) for those clips, read from the `features` table a batch at a time."""
+    if dataset is None or not clip_ids or not dataset.exists("features"):
+        return
+    columns = ["clip_id", "n_frames", "dim", "frames"]
+    for batch in dataset.scan("features", columns, {"encoder_model": [key], "clip_id": clip_ids}, 64):
+        for row in batch.to_pylist():
+            arr = np.frombuffer(row["frames"], dtype="<f2").reshape(int(row["n_frames"]), int(row["dim"])).astype(np.float32)
+            yield row["clip_id"], _pool_time(arr, 2)
+
+
+def _frames_from_dataset(dataset, key: str, clip_ids=None) -> dict[str, np.ndarray]:
+    if clip_ids is None:
+        clip_ids = _kept_ids(dataset, key)
+    return dict(_dataset_frames(dataset, key, list(clip_ids)))
 
 
 def clip_features(
@@ -148,42 +164,149 @@ def clip_features(
     stats: FeatureStats | None = None,
 ) -> list[np.ndarray]:
     """One (frames, dim) array per example, in order; cached under cache_dir()/<encoder>/."""
-    import time
-
     stats = stats if stats is not None else FeatureStats()
     folder = cache_dir() / encoder.replace(":", "_").replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
-    kept = _frames_from_dataset(dataset, encoder) if encoder.startswith(ENCODER_KEY_PREFIX) else {}
-    compute = None
+    if dataset is None:  # examples loaded lazily know their dataset (a run's test clips, scored by the retrain flow)
+        dataset = next((ex.dataset for ex in examples if ex.dataset is not None), None)
+    wanted = {ex.clip_id for ex in examples}
+    kept = _frames_from_dataset(dataset, encoder, wanted & _kept_ids(dataset, encoder)) if encoder.startswith(ENCODER_KEY_PREFIX) else {}
     out = []
+    computer = _Computer(encoder, device, stats, folder)
+    _compute_streamed(examples, set(kept), computer, folder)
     for ex in examples:
-        path = folder / f"{ex.content_key}.npy"
         if ex.clip_id in kept:
             out.append(kept[ex.clip_id])
             stats.from_dataset += 1
-        elif path.exists():
-            out.append(np.load(path))
-            stats.cached += 1
         else:
-            t0 = time.perf_counter()
-            audio = clip_audio_16k(ex.audio_flac)
-            if encoder == LOGMEL:
-                feats = logmel(audio)
-            elif encoder.startswith(ENCODER_KEY_PREFIX):
-                if compute is None:
-                    name, below_top = parse_whisper_key(encoder)
-                    compute = WhisperEncoder(name, device, below_top)
-                feats = compute(audio)
-            else:
-                raise ConfigError(f"unknown audio feature encoder {encoder!r}")
-            with atomic_writer(path, "wb") as fh:
-                np.save(fh, feats)
-            out.append(feats)
-            stats.computed += 1
-            stats.seconds += time.perf_counter() - t0
+            out.append(computer(ex))
         if progress is not None:
             progress()
     return out
+
+
+class _Computer:
+    """One clip's features from the cache folder, else computed from its audio and cached."""
+
+    def __init__(self, encoder: str, device: str, stats: FeatureStats, folder: Path):
+        self.encoder, self.device, self.stats, self.folder = encoder, device, stats, folder
+        self.compute = None
+        self.fresh: set[str] = set()  # computed in this pass (read back from the cache, not counted twice)
+
+    def __call__(self, ex: Example) -> np.ndarray:
+        import time
+
+        path = self.folder / f"{ex.content_key}.npy"
+        if path.exists():
+            self.stats.cached += ex.content_key not in self.fresh
+            return np.load(path)
+        t0 = time.perf_counter()
+        audio = clip_audio_16k(ex.audio())
+        if self.encoder == LOGMEL:
+            feats = logmel(audio)
+        elif self.encoder.startswith(ENCODER_KEY_PREFIX):
+            if self.compute is None:
+                name, below_top = parse_whisper_key(self.encoder)
+                self.compute = WhisperEncoder(name, self.device, below_top)
+            feats = self.compute(audio)
+        else:
+            raise ConfigError(f"unknown audio feature encoder {self.encoder!r}")
+        with atomic_writer(path, "wb") as fh:
+            np.save(fh, feats)
+        self.stats.computed += 1
+        self.stats.seconds += time.perf_counter() - t0
+        self.fresh.add(ex.content_key)
+        return feats
+
+
+def _compute_streamed(examples: list[Example], kept: set[str], computer: _Computer, folder: Path) -> None:
+    """Features of lazily loaded examples that neither the `features` table nor the cache has: their
+    FLAC read a record batch at a time from the dataset and encoded straight into the per-clip cache."""
+    lazy = [ex for ex in examples if ex.audio_flac is None and ex.dataset is not None and ex.clip_id not in kept]
+    lazy = {ex.clip_id: ex for ex in lazy if not (folder / f"{ex.content_key}.npy").exists()}
+    if lazy:
+        for clip_id, audio in stream_audio(next(iter(lazy.values())).dataset, sorted(lazy)):
+            computer(replace(lazy[clip_id], audio_flac=audio))
+
+
+def _store_key(encoder: str, examples: list[Example], kept: set[str]) -> str:
+    h = hashlib.sha256(encoder.encode())
+    for ex in examples:
+        h.update(f"{ex.content_key}:{int(ex.clip_id in kept)}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def feature_store(
+    examples: list[Example],
+    encoder: str = LOGMEL,
+    dataset=None,
+    progress=None,
+    device: str = "cpu",
+    stats: FeatureStats | None = None,
+    keep: int = 3,
+):
+    """The examples' features as a FrameStore view in example order (model.framestore): on disk,
+    read per batch, so training holds a batch, not the corpus. Built in one streaming pass — the
+    `features` table's states a record batch at a time, then the per-clip cache / computed ones —
+    under cache_dir()/stores/<encoder>/<key of the clips' contents>, and reused by the next run on
+    the same clips (the nightly retrain). The newest `keep` stores per encoder are kept."""
+    from model.framestore import FrameStore
+    from pipeline.fsio import replace_dir, staging_dir
+
+    stats = stats if stats is not None else FeatureStats()
+    safe = encoder.replace(":", "_").replace("/", "_")
+    folder = cache_dir() / safe
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = _kept_ids(dataset, encoder) & {ex.clip_id for ex in examples} if encoder.startswith(ENCODER_KEY_PREFIX) else set()
+    home = cache_dir() / "stores" / safe
+    dest = home / _store_key(encoder, examples, kept)
+    position: dict[str, int] = {}
+    if (dest / "order.json").exists():
+        position = json.loads((dest / "order.json").read_text())
+        os.utime(dest)  # the newest again, for pruning
+        stats.cached += len(examples)
+        for _ in examples:
+            if progress is not None:
+                progress()
+    else:
+        computer = _Computer(encoder, device, stats, folder)
+        _compute_streamed(examples, kept, computer, folder)
+
+        def clips():
+            for clip_id, frames in _dataset_frames(dataset, encoder, sorted(kept)):  # in the table's order
+                if clip_id in position:
+                    continue
+                position[clip_id] = len(position)
+                stats.from_dataset += 1
+                if progress is not None:
+                    progress()
+                yield frames
+            for ex in examples:
+                if ex.clip_id not in position:
+                    position[ex.clip_id] = len(position)
+                    yield computer(ex)
+                    if progress is not None:
+                        progress()
+
+        new = staging_dir(dest)
+        try:
+            FrameStore.write(new, clips())
+            with atomic_writer(new / "order.json", "w", encoding="utf-8") as fh:
+                json.dump(position, fh)
+            replace_dir(new, dest)
+        finally:
+            if new.exists():
+                shutil.rmtree(new, ignore_errors=True)
+        _prune(home, keep, dest)
+    return FrameStore(dest).subset([position[ex.clip_id] for ex in examples])
+
+
+def _prune(home: Path, keep: int, current: Path) -> None:
+    """Remove all but the newest `keep` stores (a reader that opened one keeps its open file)."""
+    stores = sorted((p for p in home.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in stores[keep:]:
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def feature_name(model) -> str:

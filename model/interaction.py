@@ -17,8 +17,8 @@ from torch import nn
 
 
 def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).to(h.dtype)
-    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+    m = mask.unsqueeze(1).to(h.dtype)  # (B, 1, T) @ (B, T, d): no (B, T, d) temporary
+    return (m @ h).squeeze(1) / m.sum(-1).clamp_min(1.0)
 
 
 def pool(h: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:

@@ -68,7 +68,8 @@ def predict_examples(model: LoadedModel, examples: list[Example], dataset=None) 
     model.net.to(device)
     feats = None
     if model.feature:
-        raw = clip_features(examples, model.feature, dataset, device=str(device))
+        # at the precision training read them: its feature store keeps float16, as ingest's `features` table does
+        raw = [f.astype(np.float16).astype(np.float32) for f in clip_features(examples, model.feature, dataset, device=str(device))]
         feats, _ = normalize_features(raw, [e.singer for e in examples], cfg.feature_norm, model.norm_ref)
     probs = predict_proba(model.net, feats, [e.transcript for e in examples], cfg.eval_max_frames, device)
     rows = []

@@ -214,9 +214,12 @@ def add_controls(run: RunResult) -> None:
         from model.controls import probe_baseline
         from model.features import clip_features
 
-        feats = clip_features(run.train_examples + run.test_examples, run.feature)  # cached by training
-        n = len(run.train_examples)
-        run.controls["probe_baseline"] = probe_baseline(run.train_examples, feats[:n], run.test_examples, feats[n:], run.config.tasks)
+        if run.raw_feats is not None:  # the run's feature store, read a clip at a time
+            train_feats, test_feats = run.raw_feats
+        else:
+            feats = clip_features(run.train_examples + run.test_examples, run.feature)  # cached by training
+            train_feats, test_feats = feats[: len(run.train_examples)], feats[len(run.train_examples) :]
+        run.controls["probe_baseline"] = probe_baseline(run.train_examples, train_feats, run.test_examples, test_feats, run.config.tasks)
     if "style" in run.config.tasks:
         ctrl = language_only(run.train_examples, run.test_examples, "style")
         if ctrl:

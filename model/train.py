@@ -19,7 +19,7 @@ import torch
 from model.config import TrainConfig
 from model.data import Example, encode_labels, label_maps, load_examples
 from model.evaluate import aggregate, task_metrics
-from model.features import FeatureStats, clip_features, feature_name, normalize_features
+from model.features import FeatureStats, feature_name, feature_store
 from model.losses import MultiTaskLoss, inverse_frequency
 from model.net import MultiTaskNet
 from model.splits import SingerSplit, check_examples, singer_split
@@ -51,25 +51,49 @@ class Batch:
 
 
 def make_batch(feats, texts, ys, idx, max_frames, device, rng: np.random.Generator | None) -> Batch:
-    """Pad to the longest clip (cropped to max_frames: randomly in training, centred otherwise)."""
+    """Pad to the longest clip (cropped to max_frames: randomly in training, centred otherwise).
+
+    From a FrameStore (model.framestore) only each crop's frames are read; either way the batch is
+    filled into one preallocated array and handed to torch without another copy."""
     audio = mask = None
     if feats is not None:
-        crops = []
-        for i in idx:
-            f = feats[i]
-            if len(f) > max_frames:
-                start = int(rng.integers(0, len(f) - max_frames + 1)) if rng is not None else (len(f) - max_frames) // 2
-                f = f[start : start + max_frames]
-            crops.append(f)
-        width = max(len(c) for c in crops)
-        audio = torch.zeros(len(idx), width, crops[0].shape[1])
-        mask = torch.zeros(len(idx), width, dtype=torch.bool)
-        for j, c in enumerate(crops):
-            audio[j, : len(c)] = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
-            mask[j, : len(c)] = True
-        audio, mask = audio.to(device), mask.to(device)
+        stored = hasattr(feats, "window")
+        lengths = [feats.length(i) if stored else len(feats[i]) for i in idx]
+        windows = []
+        for n in lengths:
+            start = 0
+            if n > max_frames:
+                start = int(rng.integers(0, n - max_frames + 1)) if rng is not None else (n - max_frames) // 2
+            windows.append((start, min(n, max_frames)))
+        width = max(count for _, count in windows)
+        dim = feats.dim if stored else feats[idx[0]].shape[1]
+        arr = np.zeros((len(idx), width, dim), dtype=np.float32)
+        keep = np.zeros((len(idx), width), dtype=bool)
+        for j, (i, (start, count)) in enumerate(zip(idx, windows)):
+            arr[j, :count] = feats.window(i, start, count) if stored else feats[i][start : start + count]
+            keep[j, :count] = True
+        audio, mask = torch.from_numpy(arr).to(device), torch.from_numpy(keep).to(device)
     targets = {t: torch.as_tensor(y[idx], dtype=torch.long, device=device) for t, y in ys.items()}
     return Batch(audio, mask, [texts[i] for i in idx], targets)
+
+
+def prefetched(make: Callable[[np.ndarray], Batch], batches: list[np.ndarray]):
+    """Yield make(idx) for each batch, the next one built on a background thread while the caller
+    trains on this one: reading and standardizing frames (numpy, os.pread; both release the GIL)
+    overlaps the network's step, so a 2-core machine uses its second core for data. Batches are made
+    one after another in order, so a seeded random crop is the same as without prefetching."""
+    if len(batches) < 2:
+        yield from (make(idx) for idx in batches)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="cantolab-batches") as pool:
+        future = pool.submit(make, batches[0])
+        for nxt in [*batches[1:], None]:
+            batch = future.result()
+            if nxt is not None:
+                future = pool.submit(make, nxt)
+            yield batch
 
 
 @dataclass
@@ -131,7 +155,7 @@ def fit(
         # trained path clearly does better).
         if val is not None and len(val[1]):
             both = {t: np.concatenate([ys[t], val[2][t]]) for t in cfg.tasks}
-            fit_probe(net, itertools.chain(feats, val[0]), both, cfg.eval_max_frames)
+            fit_probe(net, _joined(feats, val[0]), both, cfg.eval_max_frames)
         else:
             fit_probe(net, feats, ys, cfg.eval_max_frames)
     weights = {t: inverse_frequency(ys[t], len(maps[t])) for t in cfg.tasks} if cfg.class_weights else None
@@ -163,11 +187,10 @@ def fit(
         net.train()
         order = rng.choice(n, size=n, replace=True, p=sample_p) if sample_p is not None else rng.permutation(n)
         losses = []
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            if len(idx) < 2 and n > 2:
-                continue  # a lone example would upset batch normalization
-            b = make_batch(feats, texts, ys, idx, cfg.max_frames, device, rng)
+        starts = range(0, n, cfg.batch_size)
+        batches = [order[s : s + cfg.batch_size] for s in starts]
+        batches = [idx for idx in batches if not (len(idx) < 2 and n > 2)]  # a lone example would upset batch normalization
+        for b in prefetched(lambda idx: make_batch(feats, texts, ys, idx, cfg.max_frames, device, rng), batches):
             loss, _ = loss_fn(net(b.audio, b.mask, b.texts), b.targets)
             if not loss.requires_grad:
                 continue
@@ -203,8 +226,17 @@ def fit(
     return result
 
 
+def _joined(a, b):
+    """Two splits' features as one sequence (a FrameStore's splits stay one lazy view)."""
+    if hasattr(a, "store") and hasattr(b, "store") and a.store is b.store:
+        return a.store.subset(a.indices + b.indices)
+    return itertools.chain(a, b)
+
+
 def pooled_features(feats, max_frames: int | None = None) -> np.ndarray:
     """Each clip's frame mean (centre crop of max_frames, as the network sees at evaluation)."""
+    if hasattr(feats, "clip_means"):  # a FrameStore: streamed, one clip at a time
+        return feats.clip_means(None, max_frames)
     out = []
     for f in feats:
         if max_frames and len(f) > max_frames:
@@ -265,7 +297,8 @@ class RunResult:
     feature_stats: FeatureStats
     histories: dict[int, list[dict]]
     seconds_per_epoch: float
-    test_feats: list | None = None
+    test_feats: list | None = None  # standardized, as the network reads them (a FrameStore view from train_run)
+    raw_feats: tuple | None = None  # (train, test) features before standardization, for the baselines
     train_examples: list[Example] = field(default_factory=list)
     controls: dict = field(default_factory=dict)
     dataset: dict = field(default_factory=dict)  # {"uri", "versions": {table: version}} it was trained on
@@ -298,11 +331,12 @@ class _Bar:
 
 
 def prepare_inputs(examples, cfg: TrainConfig, dataset=None, stats=None, on_clip=None):
-    """Raw audio features for the examples (None for a lyrics-only model)."""
+    """Raw audio features for the examples as a FrameStore view in their order, read per batch
+    (model.features.feature_store); None for a lyrics-only model."""
     if "audio" not in cfg.model.encoder:
         return None
     device = str(pick_device(cfg.device))
-    return clip_features(examples, feature_name(cfg.model), dataset, on_clip, device, stats)
+    return feature_store(examples, feature_name(cfg.model), dataset, on_clip, device, stats)
 
 
 def needs_vocab(cfg: TrainConfig) -> bool:
@@ -318,7 +352,7 @@ def train_run(
     if ds is not None and ds.version is None:  # one consistent snapshot, even while others write
         ds = Dataset(ds.root, version=ds.versions(), storage_options=ds.storage_options)
     vocabulary = load_label_sets()  # the one vocabulary (settings file [labels])
-    examples = examples if examples is not None else load_examples(ds, cfg.tasks, vocabulary.field_values())
+    examples = examples if examples is not None else load_examples(ds, cfg.tasks, vocabulary.field_values(), lazy_audio=True)
     maps = label_maps(examples, cfg.tasks, vocabulary)
     by_singer: dict[str, list] = {}
     for e in examples:
@@ -332,18 +366,18 @@ def train_run(
     with _Bar(progress) as bar:
         raw = prepare_inputs(examples, cfg, ds, stats, bar.task("features", len(examples)) if "audio" in cfg.model.encoder else None)
         index = {e.clip_id: i for i, e in enumerate(examples)}
-        norm_ref = None
-        feats_of = {}
-        if raw is not None:
-            train_raw = [raw[index[e.clip_id]] for e in parts["train"]]
-            _, norm_ref = normalize_features(train_raw, [], "global")
-            normed, _ = normalize_features(raw, [e.singer for e in examples], cfg.feature_norm, norm_ref)
-            feats_of = {e.clip_id: normed[index[e.clip_id]] for e in examples}
-        audio_dim = raw[0].shape[1] if raw is not None else None
+        norm_ref = normed = None
+        if raw is not None:  # statistics in one streaming pass; frames standardized as each batch is read
+            norm_ref = raw.store.statistics([raw.indices[index[e.clip_id]] for e in parts["train"]])
+            groups = [""] * len(raw.store)
+            for i, e in zip(raw.indices, examples):
+                groups[i] = e.singer
+            normed = raw.store.normalized(cfg.feature_norm, groups, norm_ref).subset(raw.indices)
+        audio_dim = raw.dim if raw is not None else None
         vocab = Vocab.build([e.transcript for e in parts["train"]]) if needs_vocab(cfg) else None
 
-        def pack(exs):
-            f = [feats_of[e.clip_id] for e in exs] if raw is not None else None
+        def pack(exs, view=None):
+            f = (view or normed).subset([index[e.clip_id] for e in exs]) if raw is not None else None
             return f, [e.transcript for e in exs], encode_labels(exs, maps)
 
         train_p, val_p, test_p = pack(parts["train"]), pack(parts["validation"]), pack(parts["test"])
@@ -375,6 +409,7 @@ def train_run(
         histories=histories,
         seconds_per_epoch=float(np.mean([fits[s][0].seconds_per_epoch for s in fits])),
         test_feats=test_p[0],
+        raw_feats=(pack(parts["train"], raw)[0], pack(parts["test"], raw)[0]) if raw is not None else None,
         train_examples=parts["train"],
         dataset={"uri": ds.root, "versions": ds.version} if ds is not None else {},
     )

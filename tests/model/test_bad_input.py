@@ -107,7 +107,7 @@ def test_cli_predict_on_damaged_weights_is_exit_2(run_folder, tmp_path):
     from flows.cli import app
 
     folder = _damaged(run_folder, tmp_path, "model.safetensors", os.urandom(4096))
-    samples, rate = decode_audio_bytes(run_folder[1].test_examples[0].audio_flac)
+    samples, rate = decode_audio_bytes(run_folder[1].test_examples[0].audio())
     write_audio(tmp_path / "a.wav", samples, rate, "PCM_24")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "a.wav"), "--model", str(folder)])
     assert result.exit_code == 2 and "not a readable safetensors file" in result.output and "Traceback" not in result.output
@@ -119,7 +119,7 @@ def test_predict_folder_with_one_bad_file_predicts_the_others(run_folder, tmp_pa
     takes = tmp_path / "takes"
     takes.mkdir()
     for i, e in enumerate(run_folder[1].test_examples[:2]):
-        samples, rate = decode_audio_bytes(e.audio_flac)
+        samples, rate = decode_audio_bytes(e.audio())
         write_audio(takes / f"good-{i}.wav", samples, rate, "PCM_24")
     (takes / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all")
     out = tmp_path / "pred.json"

@@ -43,6 +43,28 @@ def test_whisper_frames_kept_by_ingest_are_used(gt_small, tmp_dataset):
     np.testing.assert_allclose(got[0], frames.astype(np.float16).astype(np.float32).reshape(5, 2, 512).mean(1), rtol=1e-3)
 
 
+def test_feature_store_streams_kept_and_cached_clips_in_example_order_and_is_reused(gt_small, tmp_dataset):
+    """train_run's path: a FrameStore built from the features table (record batches) and the per-clip
+    cache, read back in the examples' order; a second run on the same clips opens it again."""
+    from model.features import feature_store
+
+    examples = load_examples(gt_small)[:3]
+    frames = np.arange(8 * 512, dtype=np.float32).reshape(8, 512) / 1000
+    kept = {"clip_id": examples[1].clip_id, "encoder_model": whisper_key("base"), "n_frames": 8, "dim": 512}
+    tmp_dataset.upsert("features", [kept | {"frames": frames.astype("<f2").tobytes()}])
+    want = clip_features(examples, whisper_key("base"), dataset=tmp_dataset)
+    first, again = FeatureStats(), FeatureStats()
+    store = feature_store(examples, whisper_key("base"), dataset=tmp_dataset, stats=first)
+    assert first.from_dataset == 1 and first.cached == 2 and len(store) == 3
+    for got, w in zip(store, want):
+        np.testing.assert_array_equal(got, w.astype(np.float16).astype(np.float32))
+    reused = feature_store(examples, whisper_key("base"), dataset=tmp_dataset, stats=again)
+    assert reused.store.folder == store.store.folder and again.from_dataset == again.computed == 0
+    np.testing.assert_array_equal(reused[1], store[1])
+    other = feature_store(examples[:2], whisper_key("base"), dataset=tmp_dataset)
+    assert other.store.folder != store.store.folder and len(other) == 2
+
+
 def test_real_whisper_base_encoder_states():
     """The bundled multilingual base (assembled by pipeline.models_cache), on 3 s of real-ish audio."""
     rng = np.random.default_rng(0)
@@ -117,3 +139,26 @@ def test_openai_whisper_encoder_features_match_the_frames_ingest_stores(gtsinger
     assert rel < 0.2 and cos.mean() > 0.97, (rel, cos.mean())
     out_of_step = np.linalg.norm(stored[1:] - encoded[:-1]) / np.linalg.norm(encoded[:-1])
     assert out_of_step > 2 * rel, out_of_step
+
+
+def test_lazy_examples_hold_no_audio_and_features_come_from_streamed_audio(gt_small, tmp_path, monkeypatch):
+    """train_run's examples: FLAC read a batch at a time to key each clip, and again to compute the
+    features a fresh cache lacks; the same keys and features as examples that hold their audio."""
+    from model.features import feature_store
+
+    eager = load_examples(gt_small)[:4]
+    lazy = load_examples(gt_small, lazy_audio=True)[:4]
+    assert [e.clip_id for e in lazy] == [e.clip_id for e in eager] and all(e.audio_flac is None for e in lazy)
+    assert [e.content_key for e in lazy] == [e.content_key for e in eager]
+    assert lazy[0].audio() == eager[0].audio_flac
+    monkeypatch.setenv("CANTOLAB_FEATURE_CACHE", str(tmp_path / "fresh"))
+    stats = FeatureStats()
+    store = feature_store(lazy, LOGMEL, stats=stats)
+    assert stats.computed == 4 and stats.cached == 0
+    monkeypatch.setenv("CANTOLAB_FEATURE_CACHE", str(tmp_path / "fresh-again"))
+    listed = FeatureStats()
+    assert all(e.audio_flac is None for e in lazy[:2])
+    assert [len(f) for f in clip_features(lazy[:2], LOGMEL, stats=listed)] == [len(store[0]), len(store[1])]
+    assert listed.computed == 2 and listed.cached == 0
+    for got, want in zip(store, clip_features(eager, LOGMEL)):
+        np.testing.assert_array_equal(got, want.astype(np.float16).astype(np.float32))

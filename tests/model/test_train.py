@@ -91,7 +91,7 @@ def test_same_seed_same_result(gt_small):
 def test_label_maps_that_differ_are_refused(saved):
     folder, run, _ = saved
     model = load_run(folder)
-    odd = Example("x", "someone", run.test_examples[0].audio_flac, labels={"style": "jazz", "emotion": "happy"})
+    odd = Example("x", "someone", run.test_examples[0].audio(), labels={"style": "jazz", "emotion": "happy"})
     with pytest.raises(CheckpointError, match=r"style classes \['bel canto', 'pop'\] but the data has \['jazz'\]"):
         model.check_labels([odd])
 
@@ -124,7 +124,7 @@ def test_predict_a_capture_format_wav(saved, tmp_path):
     from flows.cli import app
 
     folder, run, _ = saved
-    samples, rate = decode_audio_bytes(run.test_examples[0].audio_flac)
+    samples, rate = decode_audio_bytes(run.test_examples[0].audio())
     wav = tmp_path / "take-001.wav"
     write_audio(wav, samples, rate, "PCM_24")
     assert load_audio(wav).subtype == "PCM_24"
