@@ -2,13 +2,16 @@
 
 - 10,000 CSV rows of missing files: time until all are in `rejects` (target < 30 s);
 - ingest of N1 and N2 valid short takes (1-s windows of real GTSinger clips, tiny.en): the flow
-  process's peak RSS for each and their difference (target < 200 MB for 1,000 vs 3,000);
+  process's peak RSS for each and their difference (target < 200 MB for 1,000 vs 3,000). The whole
+  flow takes ~3 s a take on the shared 2-core machine (hours for 1,000 + 3,000), so the default is
+  100,300 (CANTOLAB_BENCH_ROBUSTNESS_TAKES="1000,3000" for the issue's counts), and the dataset's
+  writes alone (what grew with the rows) are measured at 1,000 and 3,000
+  (CANTOLAB_BENCH_ROBUSTNESS_STORE_TAKES);
 - a 2-hour 24-bit WAV: peak RSS of `cantolab ingest` and of `cantolab predict` (a tiny model trained
   here on the reference clips) on it (target < 400 MB), and of an honest predict of one normal take.
 
 Each measurement is a child process that reports its own peak RSS (VmHWM); the Prefect server is
 started once here (not a child of the measured process, so its memory is not counted).
-CANTOLAB_BENCH_ROBUSTNESS_TAKES="1000,3000" sets the two take counts (smaller for a quick look).
 """
 
 from __future__ import annotations
@@ -91,6 +94,29 @@ def _short_takes(folder: Path, n: int) -> None:
         offset += 1
 
 
+def _store_code(takes: Path, dataset: Path, n: int) -> str:
+    """What an ingest of `n` one-second takes writes, without transcribing them: per take the
+    flow's `write_take` (a takes row and a clip of real FLAC audio), compaction every
+    `COMPACT_EVERY` takes and at the end, as the flow does. Shows the dataset's share of memory at
+    take counts the whole flow cannot reach on a shared 2-core machine."""
+    return (
+        "import time\nfrom pathlib import Path\nimport soundfile as sf\n"
+        "from flows.ingest import COMPACT_EVERY, TABLES_WRITTEN\nfrom pipeline.audio import encode_flac\n"
+        "from pipeline.dataset import Dataset\nfrom pipeline.ingest import TakeRows, write_take\n"
+        f"audio = [encode_flac(sf.read(p, dtype='float32')[0]) for p in sorted(Path({str(takes)!r}).glob('*.wav'))[:50]]\n"
+        f"ds = Dataset({str(dataset)!r})\nt0 = time.perf_counter()\n"
+        f"for i in range({n}):\n"
+        "    take = {'take_id': f'take-{i:05d}', 'sha256': f'{i:064x}', 'seconds': 1.0, 'sample_rate': 48000}\n"
+        "    clip = {'clip_id': f'take-{i:05d}-000', 'take_id': take['take_id'], 'start_s': 0.0, 'end_s': 1.0,\n"
+        "            'audio_flac': audio[i % len(audio)], 'sample_rate': 48000, 'transcript': 'la la la', 'language': 'en'}\n"
+        "    write_take(ds, TakeRows(take, [clip], [], [], 0, 1.0), known=False)\n"
+        "    if (i + 1) % COMPACT_EVERY == 0:\n"
+        "        for t in TABLES_WRITTEN[:-1]:\n            ds.compact(t)\n"
+        "for t in TABLES_WRITTEN:\n    ds.compact(t)\n"
+        "print(round(time.perf_counter() - t0, 1), ds.count('clips'))\n"
+    )
+
+
 def _cli_code(*args: str) -> str:
     """`cantolab ARGS` as its console script runs it; the exit status printed, not raised."""
     return f"import sys\nfrom flows.cli import app\nsys.argv = ['cantolab', *{list(args)!r}]\ntry:\n    app()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
@@ -131,7 +157,8 @@ def main() -> dict:
     from flows.local_server import prefect_api
     from pipeline.synth import long_take_wav
 
-    counts = [int(x) for x in os.environ.get("CANTOLAB_BENCH_ROBUSTNESS_TAKES", "1000,3000").split(",")]
+    counts = [int(x) for x in os.environ.get("CANTOLAB_BENCH_ROBUSTNESS_TAKES", "100,300").split(",")]
+    store_counts = [int(x) for x in os.environ.get("CANTOLAB_BENCH_ROBUSTNESS_STORE_TAKES", "1000,3000").split(",")]
     load_before = [round(x, 2) for x in os.getloadavg()]
     result: dict = {"load_avg_1_5_15_before": load_before}
     with tempfile.TemporaryDirectory(prefix="bench-robustness-") as tmp, prefect_api() as api:
@@ -159,6 +186,17 @@ def main() -> dict:
         result["valid_takes_rss_difference_mb"] = round(takes[str(counts[-1])]["peak_rss_mb"] - takes[str(counts[0])]["peak_rss_mb"], 1)
         result["valid_takes_target_mb"] = 200
 
+        # 2b. the same writes without transcription, at the issue's take counts
+        store = {}
+        for n in store_counts:
+            out, wall, rss = _child(_store_code(tmp / f"takes-{counts[0]}", tmp / f"ds-store-{n}", n), env)
+            seconds, clips = out.strip().splitlines()[-1].split()
+            store[str(n)] = {"clips": int(clips), "seconds": float(seconds), "peak_rss_mb": round(rss, 1)}
+        result["dataset_writes"] = store
+        result["dataset_writes_rss_difference_mb"] = round(
+            store[str(store_counts[-1])]["peak_rss_mb"] - store[str(store_counts[0])]["peak_rss_mb"], 1
+        )
+
         # 3. a 2-hour WAV: ingest (the CLI) and predict's audio path
         (tmp / "long").mkdir()
         wav = long_take_wav(tmp / "long" / "two-hours.wav", 2 * 3600)
@@ -177,7 +215,10 @@ def main() -> dict:
             "target_mb": 400,
         } | _predict_figures(tmp, wav, env)
     result["load_avg_1_5_15_after"] = [round(x, 2) for x in os.getloadavg()]
-    result["take_counts_note"] = "CANTOLAB_BENCH_ROBUSTNESS_TAKES=" + ",".join(map(str, counts))
+    result["take_counts_note"] = (
+        f"CANTOLAB_BENCH_ROBUSTNESS_TAKES={','.join(map(str, counts))} (whole flow, tiny.en); "
+        f"CANTOLAB_BENCH_ROBUSTNESS_STORE_TAKES={','.join(map(str, store_counts))} (dataset writes only)"
+    )
     return write_result("robustness", result)
 
 

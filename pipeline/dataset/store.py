@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
 from pipeline.dataset.schemas import INTERNAL_SCHEMAS, KEYS, SCHEMA_VERSION, SCHEMAS, VOLATILE
@@ -42,8 +42,26 @@ TABLE_CONFIG = {
     "delta.enableExpiredLogCleanup": "false",  # old versions stay readable until vacuumed
     "delta.checkpointInterval": "10",  # opening a table replays at most ~10 commits (each a GET on S3)
 }
-_WRITER = WriterProperties(compression="ZSTD")
+STATS_TRUNCATE_BYTES = 64  # min/max statistics of a text column are cut to this length
+# Rows per row group in tables holding audio or frames: the writer buffers a whole row group, so
+# with the default (a million rows) compacting 27 MB of clips peaked 116 MB over its start, 49 MB here.
+PAYLOAD_ROW_GROUP_ROWS = 16
 T = TypeVar("T")
+
+
+def _writer(name: str) -> WriterProperties:
+    """How a table's Parquet files are written: ZSTD; for binary payloads (audio, encoder frames) no
+    statistics or dictionary, and small row groups.
+
+    Parquet keeps each column chunk's min and max value in the file footer, untruncated by default:
+    a 90 KB clip made a 184 KB footer, and every key-column scan read and parsed those footers
+    (memory and time grew with the rows; issue 14.3). Statistics of opaque bytes serve no query."""
+    payloads = {f.name: ColumnProperties(statistics_enabled="NONE", dictionary_enabled=False)
+                for f in _schema(name) if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)}  # fmt: skip
+    return WriterProperties(
+        compression="ZSTD", statistics_truncate_length=STATS_TRUNCATE_BYTES, column_properties=payloads or None,
+        max_row_group_size=PAYLOAD_ROW_GROUP_ROWS if payloads else None,
+    )  # fmt: skip
 
 
 class DatasetError(InputError):
@@ -407,7 +425,7 @@ class Dataset:
             predicate = key_predicate(key_cols, (in_keys[i] for i in take))
             info = {"op": "upsert", "inserted": inserted, "updated": updated, "deleted": 0}
             write_deltalake(
-                dt, batch, mode="overwrite", predicate=predicate, schema_mode="merge", writer_properties=_WRITER,
+                dt, batch, mode="overwrite", predicate=predicate, schema_mode="merge", writer_properties=_writer(name),
                 commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
             )  # fmt: skip
             return result
@@ -431,7 +449,7 @@ class Dataset:
                 return 0
             info = {"op": "delete", "inserted": 0, "updated": 0, "deleted": len(present)}
             metrics = dt.delete(
-                key_predicate(KEYS[name], sorted(present, key=str)), writer_properties=_WRITER,
+                key_predicate(KEYS[name], sorted(present, key=str)), writer_properties=_writer(name),
                 commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
             )  # fmt: skip
             return int(metrics.get("num_deleted_rows", len(present)))
@@ -454,7 +472,9 @@ class Dataset:
             sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
             if len(sizes) <= max_parts or sum(s < COMPACT_TARGET_BYTES // 2 for s in sizes) <= 1:
                 return 0
-            metrics = dt.optimize.compact(target_size=COMPACT_TARGET_BYTES, writer_properties=_WRITER)
+            metrics = dt.optimize.compact(
+                target_size=COMPACT_TARGET_BYTES, max_concurrent_tasks=1, writer_properties=_writer(name)
+            )  # one output file at a time: memory bounded by the target size, not by the number of cores
             return int(metrics.get("numFilesRemoved", 0))
 
         return self._retrying(name, "compact", attempt)
