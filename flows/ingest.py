@@ -241,6 +241,14 @@ def _cached_task(dataset: Dataset, refresh: bool):
     return ingest_take.with_options(**options)
 
 
+# Each take's upserts add one small data file per table, and each upsert scans its table's key
+# columns: without compaction during the run, a take's writes cost more the more takes came before
+# it (quadratic time, and memory that grows with the run). Compacting every this many takes keeps
+# the number of files, and so each upsert's cost, bounded.
+COMPACT_EVERY = 100
+TABLES_WRITTEN = ("takes", "clips", "features", "labels", "rejects")
+
+
 def in_flight_limit(transcribe_concurrency: int) -> int:
     """Takes submitted at once: enough to keep transcription busy, few enough that memory and a
     SIGTERM's wait (a thread pool finishes what was queued) do not grow with the number of takes."""
@@ -329,6 +337,9 @@ def ingest_flow(
                 report.takes.append(
                     {k: result[k] for k in ("source", "take_id", "clips", "hallucinations", "transcripts")} | {"cached": cached}
                 )
+                if report.ingested % COMPACT_EVERY == 0:
+                    for table in TABLES_WRITTEN[:-1]:  # rejects are written in batches (RejectLog)
+                        ds.compact(table)
             lease.release()
             for listener in list(PROGRESS_LISTENERS):
                 listener(result)
@@ -381,8 +392,8 @@ def ingest_flow(
             lease.release()
         rejects.flush()  # what was decided is kept even when the run is cut short
     report.rejected = len(report.rejects)
-    for table in ("takes", "clips", "features", "labels", "rejects"):
-        ds.compact(table)  # one part per table again, instead of one per take
+    for table in TABLES_WRITTEN:
+        ds.compact(table)  # one part per table again (files of ~64 MB), instead of one per take
     logger.info(
         "ingest: %d discovered, %d ingested (%d from cache, %d found again, %d changed), %d rejected, %d skipped (another run), %d clips, %d suspected hallucinations",
         report.discovered, report.ingested, report.cached, report.found_again, len(report.changed), report.rejected,

@@ -1,20 +1,25 @@
-"""Style and emotion probabilities per clip, from a saved run: dataset clips, or WAV/FLAC files."""
+"""Style and emotion probabilities per clip, from a saved run: dataset clips, or WAV/FLAC files.
+
+The model stack (torch, the feature extractors, scikit-learn through model.train) is imported where
+a model is loaded or run, not with this module: `cantolab predict` checks its files first, so a file
+it refuses (a 2-hour take, from its header) costs the audio core's imports only (issue 14.4).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.checkpoint import LoadedModel, load_run
-from model.data import Example
-from model.features import clip_features, normalize_features
-from model.train import pick_device, predict_proba
 from pipeline.audio import AudioError
-from pipeline.dataset import Dataset
 from pipeline.errors import InputError
-from pipeline.records import prepare_take
+
+if TYPE_CHECKING:
+    from model.checkpoint import LoadedModel
+    from model.data import Example
+    from pipeline.dataset import Dataset
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 
@@ -44,6 +49,9 @@ def examples_from_files(
 
     With `rejected` given, a file that cannot be read is recorded there (path and reason) and the rest
     carry on; without it the first bad file raises."""
+    from model.data import Example
+    from pipeline.records import prepare_take
+
     out = []
     for path in paths:
         try:
@@ -63,6 +71,9 @@ def predict_examples(model: LoadedModel, examples: list[Example], dataset=None) 
     With per-singer feature normalization the clips given together are standardized per singer (a
     session's clips by the same singer), as in training.
     """
+    from model.features import clip_features, normalize_features
+    from model.train import pick_device, predict_proba
+
     cfg = model.config
     device = pick_device(cfg.device)
     model.net.to(device)
@@ -86,10 +97,17 @@ def predict_examples(model: LoadedModel, examples: list[Example], dataset=None) 
 
 def predict_paths(run: str | Path, target: str | Path, transcript: str = "", rejected: list[Rejected] | None = None) -> list[dict]:
     """Rows for every readable file under `target`; unreadable ones go to `rejected` when it is given
-    (a folder with one bad take still gets predictions for the others)."""
-    model = load_run(run)
+    (a folder with one bad take still gets predictions for the others).
+
+    The files are read before the model is loaded: when none can be read (a take over the length
+    limit is refused from its header) the model stack is never imported.
+    """
     examples = examples_from_files(audio_files(target), transcript=transcript, rejected=rejected)
-    return predict_examples(model, examples) if examples else []
+    if not examples:
+        return []
+    from model.checkpoint import load_run
+
+    return predict_examples(load_run(run), examples)
 
 
 def predict_clips(run: str | Path, dataset: Dataset | str, clip_ids: list[str] | None = None) -> list[dict]:
@@ -97,6 +115,10 @@ def predict_clips(run: str | Path, dataset: Dataset | str, clip_ids: list[str] |
 
     The shape a pre-annotation push or any other consumer needs, independent of training labels.
     """
+    from model.checkpoint import load_run
+    from model.data import Example
+    from pipeline.dataset import Dataset
+
     model = load_run(run)
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     wanted = set(clip_ids) if clip_ids is not None else None

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +135,9 @@ def read_import_csv(
         what = "a folder" if csv_path.is_dir() else "missing" if not csv_path.exists() else "not a regular file"
         raise ConfigError(f"import CSV {csv_path}: {what}; give the path of a CSV file with a 'path' column")
     sources, problems = [], []
+    # Rows are checked by their written path first; resolving symlinks (a few stat calls per path
+    # component) is left for files that exist: 10,000 rows of missing files spent 8 s resolving.
+    roots = {os.path.abspath(root), str(root.resolve())}
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "path" not in reader.fieldnames:
@@ -145,7 +149,10 @@ def read_import_csv(
                 problems.append(SourceProblem("import", where, "empty path"))
                 continue
             candidate = Path(rel) if Path(rel).is_absolute() else root / rel
-            if not _inside(root, candidate):
+            written = os.path.abspath(candidate)
+            if not any(written == r or written.startswith(r.rstrip(os.sep) + os.sep) for r in roots) or (
+                candidate.is_file() and not _inside(root, candidate)
+            ):
                 problems.append(SourceProblem("import", f"{where} {rel}", f"path escapes the recordings root {root}"))
                 continue
             if not candidate.is_file():

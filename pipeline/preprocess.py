@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import soxr
-from scipy.signal import butter, sosfiltfilt
 
 from pipeline.audio import TakeAudio
 from pipeline.config import PreprocessConfig
@@ -31,6 +30,8 @@ def remove_dc(x: np.ndarray, method: str = "mean", sample_rate: int = 48_000, hi
     if method == "mean":
         return x64 - offset, offset
     if method == "highpass":
+        from scipy.signal import butter, sosfiltfilt  # here, not at import: scipy.signal alone is ~70 MB and most runs never filter
+
         # Zero-phase 2nd-order Butterworth: removes DC and sub-audio drift without smearing transients.
         sos = butter(2, highpass_hz, btype="highpass", fs=sample_rate, output="sos")
         padlen = min(x64.size - 1, 3 * sample_rate // max(int(highpass_hz), 1))

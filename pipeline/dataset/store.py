@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
 from pipeline.dataset.schemas import INTERNAL_SCHEMAS, KEYS, SCHEMA_VERSION, SCHEMAS, VOLATILE
@@ -53,9 +53,27 @@ _UNREACHABLE = re.compile(
     re.IGNORECASE,
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_WRITER = WriterProperties(compression="ZSTD")
+STATS_TRUNCATE_BYTES = 64  # min/max statistics of a text column are cut to this length
+# Rows per row group in tables holding audio or frames: the writer buffers a whole row group, so
+# with the default (a million rows) compacting 27 MB of clips peaked 116 MB over its start, 49 MB here.
+PAYLOAD_ROW_GROUP_ROWS = 16
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+def _writer(name: str) -> WriterProperties:
+    """How a table's Parquet files are written: ZSTD; for binary payloads (audio, encoder frames) no
+    statistics or dictionary, and small row groups.
+
+    Parquet keeps each column chunk's min and max value in the file footer, untruncated by default:
+    a 90 KB clip made a 184 KB footer, and every key-column scan read and parsed those footers
+    (memory and time grew with the rows; issue 14.3). Statistics of opaque bytes serve no query."""
+    payloads = {f.name: ColumnProperties(statistics_enabled="NONE", dictionary_enabled=False)
+                for f in _schema(name) if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)}  # fmt: skip
+    return WriterProperties(
+        compression="ZSTD", statistics_truncate_length=STATS_TRUNCATE_BYTES, column_properties=payloads or None,
+        max_row_group_size=PAYLOAD_ROW_GROUP_ROWS if payloads else None,
+    )  # fmt: skip
 
 
 class DatasetError(InputError):
@@ -178,11 +196,18 @@ def _sql_literal(value) -> str:
 
 
 def key_predicate(key_cols: tuple[str, ...], keys: Iterable[tuple]) -> str:
-    """A SQL predicate that matches exactly these keys (one IN list for single-column keys)."""
-    keys = list(keys)
-    if len(key_cols) == 1:
-        return f"{key_cols[0]} IN ({', '.join(_sql_literal(k[0]) for k in keys)})"
-    return " OR ".join("(" + " AND ".join(f"{c} = {_sql_literal(v)}" for c, v in zip(key_cols, k)) + ")" for k in keys)
+    """A SQL predicate that matches exactly these keys: an IN list on the last key column, per value
+    of the others. One OR term per key made a 2,000-reject batch take 3–8 s to commit; rejects of
+    one run share their stage, so that batch is now one term."""
+    *lead, last = key_cols
+    groups: dict[tuple, list] = {}
+    for k in keys:
+        groups.setdefault(tuple(k[:-1]), []).append(k[-1])
+    terms = [
+        " AND ".join([*(f"{c} = {_sql_literal(v)}" for c, v in zip(lead, prefix)), f"{last} IN ({', '.join(map(_sql_literal, values))})"])
+        for prefix, values in groups.items()
+    ]
+    return terms[0] if len(terms) == 1 else " OR ".join(f"({t})" for t in terms)
 
 
 def _local_path(root: str) -> str | None:
@@ -513,7 +538,7 @@ class Dataset:
             predicate = key_predicate(key_cols, (in_keys[i] for i in take))
             info = {"op": "upsert", "inserted": inserted, "updated": updated, "deleted": 0}
             write_deltalake(
-                dt, batch, mode="overwrite", predicate=predicate, schema_mode="merge", writer_properties=_WRITER,
+                dt, batch, mode="overwrite", predicate=predicate, schema_mode="merge", writer_properties=_writer(name),
                 commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
             )  # fmt: skip
             return result
@@ -537,7 +562,7 @@ class Dataset:
                 return 0
             info = {"op": "delete", "inserted": 0, "updated": 0, "deleted": len(present)}
             metrics = dt.delete(
-                key_predicate(KEYS[name], sorted(present, key=str)), writer_properties=_WRITER,
+                key_predicate(KEYS[name], sorted(present, key=str)), writer_properties=_writer(name),
                 commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
             )  # fmt: skip
             return int(metrics.get("num_deleted_rows", len(present)))
@@ -560,7 +585,9 @@ class Dataset:
             sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
             if len(sizes) <= max_parts or sum(s < COMPACT_TARGET_BYTES // 2 for s in sizes) <= 1:
                 return 0
-            metrics = dt.optimize.compact(target_size=COMPACT_TARGET_BYTES, writer_properties=_WRITER)
+            metrics = dt.optimize.compact(
+                target_size=COMPACT_TARGET_BYTES, max_concurrent_tasks=1, writer_properties=_writer(name)
+            )  # one output file at a time: memory bounded by the target size, not by the number of cores
             return int(metrics.get("numFilesRemoved", 0))
 
         return self._retrying(name, "compact", attempt)

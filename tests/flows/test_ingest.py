@@ -53,9 +53,16 @@ def rows_without_volatile(ds: Dataset) -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="module")
 def reference(prefect_harness, recordings, tmp_path_factory):
-    """One uninterrupted run, then a re-run of it."""
+    """One uninterrupted run, then a re-run of it. The first compacts after every take (a long run
+    compacts every `COMPACT_EVERY` takes): compaction while other takes are being written changes no row."""
+    import flows.ingest
+
     ds_path = tmp_path_factory.mktemp("ref") / "dataset"
-    first = ingest_flow(str(recordings), str(ds_path), settings=SETTINGS)
+    every, flows.ingest.COMPACT_EVERY = flows.ingest.COMPACT_EVERY, 1
+    try:
+        first = ingest_flow(str(recordings), str(ds_path), settings=SETTINGS)
+    finally:
+        flows.ingest.COMPACT_EVERY = every
     after_first = rows_without_volatile(Dataset(ds_path))
     second = ingest_flow(str(recordings), str(ds_path), settings=SETTINGS)
     return ds_path, first, after_first, second
@@ -73,6 +80,8 @@ def test_good_takes_ingested_corrupt_one_rejected(reference):
     assert {f["clip_id"] for f in rows["features"]} == {c["clip_id"] for c in rows["clips"]}
     assert all(f["dim"] == 384 and f["n_frames"] > 300 for f in rows["features"])
     assert first["suspected_hallucinations"] == sum(c["suspected_hallucination"] for c in rows["clips"])
+    ops = [h["operation"] for h in Dataset(ds_path).history("clips")]
+    assert ops.count("upsert") == 3 and "compact" in ops
 
 
 def test_rerun_hits_the_cache_and_adds_no_rows(reference):

@@ -425,3 +425,32 @@ def test_migration_round_trip_of_an_old_layout_dataset(tmp_path):
     assert new.upsert("labels", read_legacy(legacy, "labels")).written == 0  # converted rows are the same rows
     with pytest.raises(DatasetError, match="no table in the old"):
         migrate(tmp_path / "new", tmp_path / "again")
+
+
+def test_composite_keys_across_groups_replace_exactly_their_rows(tmp_dataset):
+    """An upsert's predicate is one IN list per value of the leading key columns: rows of another
+    stage with the same source, and other sources of the same stage, are left alone."""
+    rows = [{"stage": st, "source": f"s{i}", "reason": "first"} for st in ("import", "ingest") for i in range(3)]
+    tmp_dataset.upsert("rejects", rows)
+    result = tmp_dataset.upsert("rejects", [{"stage": "import", "source": "s1", "reason": "again"},
+                                            {"stage": "ingest", "source": "s2", "reason": "again"},
+                                            {"stage": "ingest", "source": "s9", "reason": "new"}])  # fmt: skip
+    assert (result.inserted, result.updated) == (1, 2)
+    reasons = {(r["stage"], r["source"]): r["reason"] for r in tmp_dataset.read("rejects").to_pylist()}
+    assert reasons == {**{(r["stage"], r["source"]): "first" for r in rows},
+                       ("import", "s1"): "again", ("ingest", "s2"): "again", ("ingest", "s9"): "new"}  # fmt: skip
+
+
+def test_audio_bytes_are_not_copied_into_parquet_footers(tmp_dataset):
+    """Parquet keeps min/max statistics per column chunk in the footer: untruncated for a binary
+    column, a 90 KB clip made a 184 KB footer that every key scan read (issue 14.3)."""
+    audio = os.urandom(200_000)
+    tmp_dataset.upsert("clips", [{"clip_id": f"c{i}", "audio_flac": audio, "transcript": "x" * 500} for i in range(3)])
+    tmp_dataset.compact("clips")
+    (path,) = DeltaTable(f"{tmp_dataset.root}/clips").file_uris()
+    meta = pq.ParquetFile(path).metadata
+    assert meta.serialized_size < 20_000, meta.serialized_size
+    names = meta.schema.names
+    stats = meta.row_group(0).column(names.index("audio_flac")).statistics
+    assert stats is None or not stats.has_min_max
+    assert tmp_dataset.read("clips", ["audio_flac"]).column(0).to_pylist() == [audio] * 3
