@@ -18,6 +18,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import publish_retrain
 from model import tracking
 from model.champion import decide, read_champion
 from model.config import TrainConfig
@@ -61,6 +62,7 @@ def retrain_flow(dataset: str, models_dir: str = "models", config: dict | None =
     folder, test_examples, versions = train_challenger(dataset, models_dir, cfg, new_run_name("challenger"))
     decision = compare(models_dir, folder, test_examples, margin, versions)
     logger.info("%s: %s (%s)", decision["decision"], decision["challenger"], decision["reason"])
+    publish_retrain(decision, str(Path(models_dir).resolve()))  # the summary in the Prefect UI
     return decision
 
 

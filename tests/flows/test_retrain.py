@@ -7,6 +7,7 @@ import json
 import pytest
 
 from model.champion import read_champion
+from tests.flows.prefect_reads import latest_artifact
 from tests.model.datasets import build_dataset, pick
 
 # Happy vs sad on RAVDESS singers (per-singer standardization): enough signal for a tiny model to
@@ -87,6 +88,15 @@ def test_promote_only_when_the_interval_is_above_zero_tracked_in_mlflow(dataset,
     assert c.get_model_version_by_alias(REGISTERED_MODEL, "champion").version == trained["model_version"]
     assert c.get_model_version_by_alias(REGISTERED_MODEL, "challenger").version == again["model_version"]
     assert runs[again["mlflow_run_id"]].data.tags["cantolab.decision"] == "keep"
+
+    # The scheduler's view: the last run's summary, read back through the Prefect client.
+    art, _ = latest_artifact("cantolab-retrain")
+    text = art.data
+    assert art.type == "markdown" and text.startswith("# Retrain: keep"), text
+    ch, cp = again["challenger_metrics"]["emotion"]["macro_f1"], again["champion_metrics"]["emotion"]["macro_f1"]
+    assert f"| emotion | {ch:.4f} (n=" in text and f"| {cp:.4f} (n=" in text, text
+    assert ", ".join(again["test_singers"]) in text and f"`{(models / again['challenger']).resolve()}`" in text
+    assert f"champion before this run: {trained['promoted_as']}" in text and f"MLflow model version {again['model_version']}" in text
 
 
 def test_serve_schedules_the_retrain_flow():
