@@ -46,7 +46,7 @@ def retrain_markdown(decision: dict, models_dir: str) -> str:
     """Decision, per-task scores of both models side by side, test singers, where the model is."""
     champion = decision.get("champion")
     kept = decision["decision"] != "promote"
-    folder = Path(models_dir) / (decision.get("promoted_as") or decision["challenger"])
+    folder = f"{models_dir.rstrip('/')}/{decision.get('promoted_as') or decision['challenger']}"  # a path or an s3:// URL
     lines = [
         f"# Retrain: {decision['decision']}",
         "",
