@@ -57,7 +57,7 @@ def is_object_store(models_dir: str) -> bool:
 @contextlib.contextmanager
 def local_models(models_dir: str) -> Iterator[str]:
     """The models folder to work in: a path as is; an `s3://` prefix mirrored to a local cache
-    (`$CANTOLAB_MODELS_CACHE`, default `~/.cache/cantolab/models`, one folder per bucket and prefix)
+    (`$CANTOLAB_MODELS_CACHE`, default `~/.cache/cantolab/retrain`, one folder per bucket and prefix)
     and, when the run succeeds, what it wrote or changed uploaded back (run folder, champion.json,
     decisions.jsonl, the MLflow store). The retrain deployment runs one at a time, so two runs never
     race on the prefix; a failed run uploads nothing."""
@@ -66,7 +66,7 @@ def local_models(models_dir: str) -> Iterator[str]:
         return
     from pipeline.objectstore import mirror_prefix, upload_changed
 
-    root = Path(os.environ.get("CANTOLAB_MODELS_CACHE") or Path.home() / ".cache" / "cantolab" / "models")
+    root = Path(os.environ.get("CANTOLAB_MODELS_CACHE") or Path.home() / ".cache" / "cantolab" / "retrain")
     local = mirror_prefix(models_dir, root / models_dir.split("://", 1)[1].strip("/"), allow_missing=True)
     yield str(local)
     sent = upload_changed(local, models_dir)
