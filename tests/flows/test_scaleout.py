@@ -130,7 +130,8 @@ def test_deployment_runs_on_a_worker_with_takes_on_dask(lab, recordings, referen
     assert "registered ingest/cantolab-ingest" in out.stdout and "registered cantolab-retrain/cantolab-retrain" in out.stdout
     assert _run_deployment(lab, "ingest/cantolab-ingest") == "COMPLETED"
     worker_logs = "".join(Path(p.log).read_text() for p in lab.processes if p.role == "dask-worker")
-    assert worker_logs.count("Task run 'ingest-take") >= len(CLIPS), "the takes did not run on the Dask workers"
+    ran = [f"alto-{i:03d}" for i in range(len(CLIPS)) if f"Task run 'alto-{i:03d} (take-{i:03d}.flac)'" in worker_logs]
+    assert len(ran) == len(CLIPS), f"the takes did not all run on the Dask workers (task runs are named after takes): {ran}"
     with pytest.MonkeyPatch.context() as mp:
         for key, value in lab.env().items():
             mp.setenv(key, value)
