@@ -172,6 +172,7 @@ def main() -> dict:
         for run in runs.values():
             run["audio_hours_per_hour"] = round(audio_s / run["wall_s"], 2)
             run["audio_hours_per_cpu_hour"] = round(audio_s / run["cpu_s"], 2) if run["cpu_s"] else None
+            run["cores_busy_mean"] = round(run["cpu_s"] / run["wall_s"], 2) if run["cpu_s"] else None  # equal cores?
         result["runs"] = runs
         one, two, local = runs["dask_1_worker"], runs["dask_2_worker"], runs["in_process_1_thread"]
         result["speedup_2_vs_1_workers"] = round(one["wall_s"] / two["wall_s"], 2)
