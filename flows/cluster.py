@@ -292,7 +292,8 @@ def _start_all(
             f"dask-worker-{i + 1}", "dask-worker",
             [_bin("dask"), "worker", state.dask_address, "--host", "127.0.0.1", "--worker-port", str(ports["worker"]),
              "--nanny-port", str(ports["nanny"]), "--nthreads", str(dask_threads), "--no-dashboard",
-             "--dashboard-address", f"127.0.0.1:{ports['http']}", "--name", f"dask-worker-{i + 1}"],
+             "--dashboard-address", f"127.0.0.1:{ports['http']}", "--name", f"dask-worker-{i + 1}",
+             "--preload", "flows.dask_preload"],  # the ingest imported once per worker, at start
             "worker tcp://", ports, dask_env,
         )  # fmt: skip
         started.append((proc, log))

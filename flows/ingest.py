@@ -25,10 +25,12 @@ from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 
-from flows.runners import pickle_by_reference, task_runner
+from flows.artifacts import publish_ingest
+from flows.runners import dask_address, pickle_by_reference, task_runner
 from pipeline.audio import AudioError, sha256_file
 from pipeline.dataset import Dataset
 from pipeline.errors import ConfigError, InputError
+from pipeline.ids import take_id_for_content
 from pipeline.ingest import (
     IngestSettings,
     RejectLog,
@@ -156,8 +158,16 @@ def _cache_key(context, parameters) -> str:
     return "ingest-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def take_run_name(parameters: dict) -> str:
+    """A task run is named after its take (and file), so the UI's run graph reads as a list of takes."""
+    manifest = parameters.get("manifest") or parameters["source"].get("manifest") or {}
+    take = manifest.get("take_id") or take_id_for_content(parameters["sha256"])
+    return f"{take} ({Path(parameters['source']['path']).name})"
+
+
 @task(
     name="ingest-take",
+    task_run_name=take_run_name,
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_transient,
@@ -249,9 +259,15 @@ COMPACT_EVERY = 100
 TABLES_WRITTEN = ("takes", "clips", "features", "labels", "rejects")
 
 
-def in_flight_limit(transcribe_concurrency: int) -> int:
-    """Takes submitted at once: enough to keep transcription busy, few enough that memory and a
-    SIGTERM's wait (a thread pool finishes what was queued) do not grow with the number of takes."""
+def in_flight_limit(transcribe_concurrency: int, takes: int = 0) -> int:
+    """Takes submitted at once. On threads: enough to keep transcription busy, few enough that memory
+    and a SIGTERM's wait (a thread pool finishes what was queued) do not grow with the number of takes.
+    On Dask: every take at once (a few hundred bytes each): the scheduler queues them and hands a
+    worker its next take as it finishes one, where a bounded window left each worker idle for a
+    scheduler-to-flow-to-scheduler round trip per take; a stopped flow's client takes its queued
+    tasks with it."""
+    if dask_address():
+        return max(takes, 1)
     return max(4, 2 * transcribe_concurrency)
 
 
@@ -297,7 +313,7 @@ def ingest_flow(
         fingerprint = cfg.fingerprint()
         seen_id: dict = {}
         seen_sha: dict = {}
-        limit = in_flight_limit(transcribe_concurrency)
+        limit = in_flight_limit(transcribe_concurrency, len(sources))
         leases = _leases(ds)
 
         def collect(fut) -> None:
@@ -399,7 +415,9 @@ def ingest_flow(
         report.discovered, report.ingested, report.cached, report.found_again, len(report.changed), report.rejected,
         report.skipped, report.clips, report.suspected_hallucinations,
     )  # fmt: skip
-    return report.to_dict()
+    result = report.to_dict()
+    publish_ingest(result)  # the per-take table in the Prefect UI (Artifacts, and on this flow run)
+    return result
 
 
 pickle_by_reference(__name__, "ingest_take", "ingest_flow")  # Dask ships them to its workers

@@ -11,13 +11,17 @@ record beside it. `cantolab serve` schedules `retrain_flow` nightly; run once wi
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import publish_retrain
 from model import tracking
 from model.champion import decide, read_champion
 from model.config import TrainConfig
@@ -46,10 +50,41 @@ def compare(models_dir: str, challenger_dir: str, test_examples, margin: float, 
     return decision
 
 
+def is_object_store(models_dir: str) -> bool:
+    return str(models_dir).startswith(("s3://", "s3a://"))
+
+
+@contextlib.contextmanager
+def local_models(models_dir: str) -> Iterator[str]:
+    """The models folder to work in: a path as is; an `s3://` prefix mirrored to a local cache
+    (`$CANTOLAB_MODELS_CACHE`, default `~/.cache/cantolab/retrain`, one folder per bucket and prefix)
+    and, when the run succeeds, what it wrote or changed uploaded back (run folder, champion.json,
+    decisions.jsonl, the MLflow store). The retrain deployment runs one at a time, so two runs never
+    race on the prefix; a failed run uploads nothing."""
+    if not is_object_store(models_dir):
+        yield models_dir
+        return
+    from pipeline.objectstore import mirror_prefix, upload_changed
+
+    root = Path(os.environ.get("CANTOLAB_MODELS_CACHE") or Path.home() / ".cache" / "cantolab" / "retrain")
+    local = mirror_prefix(models_dir, root / models_dir.split("://", 1)[1].strip("/"), allow_missing=True)
+    yield str(local)
+    sent = upload_changed(local, models_dir)
+    get_run_logger().info("models folder: %d file(s) uploaded to %s", len(sent), models_dir)
+
+
 @flow(name="cantolab-retrain")
 def retrain_flow(dataset: str, models_dir: str = "models", config: dict | None = None, margin: float = 0.0) -> dict:
     """Train a challenger, compare it with the champion on the same test singers, promote if the
-    interval of the difference lies above `margin`."""
+    interval of the difference lies above `margin`. `models_dir`: a folder or an `s3://` prefix."""
+    with local_models(models_dir) as local:
+        decision = _retrain(dataset, local, config, margin)
+    where = models_dir if is_object_store(models_dir) else str(Path(models_dir).resolve())
+    publish_retrain(decision, where)  # the summary in the Prefect UI
+    return decision
+
+
+def _retrain(dataset: str, models_dir: str, config: dict | None, margin: float) -> dict:
     logger = get_run_logger()
     cfg = TrainConfig.from_dict(config)
     champion = read_champion(models_dir)

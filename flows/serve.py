@@ -42,15 +42,38 @@ def find_flow(spec: Scheduled):
 
 
 def resolve_models_dir(models_dir: str) -> str:
-    """The retrain's models folder as an absolute path: a worker runs each flow in a temporary
-    folder, so a relative `models` would be trained into and deleted with it. It must be a folder
-    every worker that retrains sees at the same path (local disk for one machine, a shared mount
-    otherwise); the model store does not write to s3:// (yet)."""
+    """The retrain's models folder: an `s3://bucket/prefix` (any worker can retrain: the run mirrors
+    it and uploads what it wrote, flows.retrain) or a path, made absolute: a worker runs each flow in
+    a temporary folder, so a relative `models` would be trained into and deleted with it. A path
+    must be one every retraining worker sees (local disk for one machine, a shared mount otherwise)."""
+    if models_dir.startswith(("s3://", "s3a://")):
+        if not models_dir.split("://", 1)[1].strip("/"):
+            raise ConfigError(f"models folder {models_dir!r}: name a bucket (s3://bucket/models)")
+        return models_dir.rstrip("/")
     if "://" in models_dir:
-        raise ConfigError(
-            f"models folder {models_dir!r}: the model store writes to a folder, not an object store URL; use a path (a shared mount when workers run on several machines)"
-        )
+        raise ConfigError(f"models folder {models_dir!r}: a path or an s3:// URL")
     return str(Path(models_dir).expanduser().resolve())
+
+
+def _models_dir_problem(models_dir: str) -> str | None:
+    """Why the retrain could not write its models folder, or None."""
+    folder = resolve_models_dir(models_dir)
+    if folder.startswith(("s3://", "s3a://")):
+        from pyarrow import fs
+
+        from pipeline.objectstore import arrow_s3_filesystem
+
+        bucket = folder.split("://", 1)[1].split("/", 1)[0]
+        try:
+            found = arrow_s3_filesystem().get_file_info(bucket).type != fs.FileType.NotFound
+        except OSError as exc:
+            return f"models folder {folder}: the object store does not answer ({exc})"
+        return None if found else f"models folder {folder}: bucket {bucket!r} does not exist at the S3 endpoint"
+    path = Path(folder)
+    parent = next(p for p in (path, *path.parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        return f"models folder {path}: {parent} is not a writable folder"
+    return None
 
 
 def preflight(
@@ -70,10 +93,8 @@ def preflight(
     except ConfigError as exc:
         problems.append(f"Whisper model: {exc}")
     try:
-        folder = Path(resolve_models_dir(models_dir))
-        parent = next(p for p in (folder, *folder.parents) if p.exists())
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
-            problems.append(f"models folder {folder}: {parent} is not a writable folder")
+        if problem := _models_dir_problem(models_dir):
+            problems.append(problem)
     except ConfigError as exc:
         problems.append(str(exc))
     if annotation_sync:

@@ -209,12 +209,13 @@ def start_seaweedfs(folder: str | os.PathLike, *, timeout: float = 60.0, buckets
     return server
 
 
-def mirror_prefix(url: str, dest: str | os.PathLike, suffixes: tuple[str, ...] | None = None) -> Path:
+def mirror_prefix(url: str, dest: str | os.PathLike, suffixes: tuple[str, ...] | None = None, allow_missing: bool = False) -> Path:
     """Copy the objects under an `s3://bucket/prefix` into `dest` (same relative paths) and return it.
 
     Ingest reads recordings from object storage this way: an object already there with the same
     size and modification time is not fetched again, each file lands by atomic rename (a reader never sees half of
-    one), and keys that would escape `dest` (`..`) are refused.
+    one), and keys that would escape `dest` (`..`) are refused. `allow_missing`: a prefix with no
+    object yet (a new models folder) mirrors as an empty folder instead of an error.
     """
     from pyarrow import fs
 
@@ -225,7 +226,7 @@ def mirror_prefix(url: str, dest: str | os.PathLike, suffixes: tuple[str, ...] |
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True))
+        infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=allow_missing))
     except (OSError, FileNotFoundError) as exc:
         raise ConfigError(f"cannot list {url}: {exc}") from None
     for info in infos:
@@ -260,3 +261,39 @@ def local_recordings(recordings: str, cache: str | os.PathLike | None = None) ->
     root = Path(cache or os.environ.get("CANTOLAB_RECORDINGS_CACHE") or Path.home() / ".cache" / "cantolab" / "recordings")
     where = root / str(recordings).split("://", 1)[1].strip("/")
     return str(mirror_prefix(str(recordings), where, suffixes=(".wav", ".flac", ".json", ".csv")))
+
+
+def upload_changed(src: str | os.PathLike, url: str) -> list[str]:
+    """Copy the files under `src` whose size or modification time differ from the objects under
+    `url` (new ones included) and return their relative paths: the way back of `mirror_prefix`.
+
+    Each upload is one PUT (an object is whole or absent); the local file then takes the object's
+    time, so the next mirror into this folder skips it. Nothing is deleted on either side.
+    """
+    from pyarrow import fs
+
+    if not url.startswith(("s3://", "s3a://")):
+        raise ConfigError(f"{url}: not an s3:// URL")
+    filesystem = arrow_s3_filesystem()
+    base = url.split("://", 1)[1].rstrip("/")
+    src = Path(src)
+    try:
+        remote = {
+            i.path[len(base) + 1 :]: (i.size, i.mtime_ns or 0)
+            for i in filesystem.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
+            if i.type == fs.FileType.File
+        }
+    except OSError as exc:
+        raise ConfigError(f"cannot list {url}: {exc}") from None
+    sent = []
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = path.relative_to(src).as_posix()
+        st = path.stat()
+        if remote.get(rel) == (st.st_size, st.st_mtime_ns):
+            continue
+        with open(path, "rb") as data, filesystem.open_output_stream(f"{base}/{rel}") as out:
+            shutil.copyfileobj(data, out, 1 << 20)
+        mtime_ns = filesystem.get_file_info(f"{base}/{rel}").mtime_ns or st.st_mtime_ns
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+        sent.append(rel)
+    return sent

@@ -20,7 +20,9 @@ def serve(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder or s3:// prefix (shared storage when scaling out)."),
     model: str = typer.Option("large-v3", "--model", "-m", help="Whisper model for the scheduled ingest (name or path)."),
     models_dir: str = typer.Option(
-        "models", "--models", help="The retrain's models folder (champion.json, decisions, runs); made absolute."
+        "models",
+        "--models",
+        help="The retrain's models folder (champion.json, decisions, runs): a path (made absolute) or s3://bucket/prefix.",
     ),
     import_csv: str = typer.Option(None, "--import-csv", help="CSV of plain WAV/FLAC files (and labels) the ingest also imports."),
     annotation_sync: bool = typer.Option(

@@ -73,11 +73,11 @@ def mlflow_server(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def local_cluster(run_dir, dask_workers: int):
-    """`cantolab cluster up` with one Prefect worker and `dask_workers` Dask workers; `down` however the test ends."""
+def local_cluster(run_dir, dask_workers: int, prefect_workers: int = 1):
+    """`cantolab cluster up` with `prefect_workers` Prefect workers and `dask_workers` Dask workers; `down` however the test ends."""
     from flows import cluster
 
-    state = cluster.up(run_dir, dask_workers=dask_workers, prefect_workers=1, worker_query_seconds=2, timeout=240)
+    state = cluster.up(run_dir, dask_workers=dask_workers, prefect_workers=prefect_workers, worker_query_seconds=2, timeout=240)
     try:
         yield state
     finally:

@@ -125,3 +125,32 @@ def test_server_status_and_unreachable_server(env, tmp_path, monkeypatch):
     monkeypatch.setenv("CANTOLAB_LS_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens there
     res = CliRunner().invoke(app, ["annotate", "sync", str(env["ds"].root), "--settings", env["settings"]])
     assert res.exit_code == 2 and "not answering" in res.output
+
+
+def test_an_unreachable_label_studio_is_retried_and_named(prefect_harness, tmp_path, monkeypatch):
+    """Nothing listens on the configured port (a real refused connection): the sync task is retried
+    as a transient failure, and what the UI shows names the URL instead of a bare ConnectError."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from annotation.server import free_port
+    from flows.annotation_sync import LabelStudioUnreachable, sync_task
+
+    url = f"http://127.0.0.1:{free_port()}"
+    roster = tmp_path / "roster.toml"
+    roster.write_text('annotators = ["a@example.org", "b@example.org"]\nadjudicator = "j@example.org"\n')
+    for key, value in {"CANTOLAB_LS_URL": url, "CANTOLAB_LS_TOKEN": "t0ken", "CANTOLAB_LS_DOCUMENT_ROOT": str(tmp_path),
+                       "CANTOLAB_ROSTER": str(roster), "CANTOLAB_LS_SECRETS": str(tmp_path / "secrets.json")}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    state = sync_task.with_options(retry_delay_seconds=0)(str(tmp_path / "ds"), None, None, None, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(LabelStudioUnreachable) as err:
+        state.result()
+    assert f"Label Studio at {url} is unreachable" in str(err.value), err.value
+
+    async def attempts() -> int:
+        async with get_client() as client:
+            return (await client.read_task_run(state.state_details.task_run_id)).run_count
+
+    assert asyncio.run(attempts()) == 3  # the first try and both retries

@@ -21,6 +21,7 @@ from pipeline.audio import AudioError
 from pipeline.data import stage_session
 from pipeline.dataset import KEYS, SCHEMAS, Dataset
 from pipeline.dataset.schemas import VOLATILE
+from tests.flows.prefect_reads import latest_artifact
 
 REPO = Path(__file__).resolve().parents[2]
 # Short English GTSinger phrases (7.6–8.5 s): three takes, three singers' worth of metadata.
@@ -88,6 +89,22 @@ def test_rerun_hits_the_cache_and_adds_no_rows(reference):
     ds_path, first, after_first, second = reference
     assert second["ingested"] == 3 and second["cached"] == 3
     assert rows_without_volatile(Dataset(ds_path)) == after_first
+
+
+def test_the_rerun_publishes_a_table_of_its_takes_and_names_task_runs_after_them(reference):
+    """Read back as a user of the Prefect UI would see it: the table artifact of the last run (the
+    re-run: every good take from the cache, the corrupt file with its reason) and its task runs."""
+    art, task_runs = latest_artifact("cantolab-ingest")
+    table = json.loads(art.data) if isinstance(art.data, str) else art.data
+    assert art.type == "table" and "3 ingested (3 from cache), 1 rejected" in art.description
+    by_file = {r["file"]: r for r in table}
+    assert set(by_file) == {"take-000.flac", "take-001.flac", "take-002.flac", "take-999.wav"}, table
+    assert all(by_file[f"take-00{i}.flac"] | {"cached": True} == by_file[f"take-00{i}.flac"] for i in range(3))
+    assert [by_file[f"take-00{i}.flac"]["take"] for i in range(3)] == ["alto-000", "alto-001", "alto-002"]
+    assert all(by_file[f"take-00{i}.flac"]["clips"] == 1 and not by_file[f"take-00{i}.flac"]["reject reason"] for i in range(3))
+    assert by_file["take-999.wav"]["take"] == "" and by_file["take-999.wav"]["reject reason"].startswith("ingest: ")
+    names = sorted(t.name for t in task_runs)
+    assert names[:3] == ["alto-000 (take-000.flac)", "alto-001 (take-001.flac)", "alto-002 (take-002.flac)"], names
 
 
 def test_take_deleted_from_dataset_is_redone_despite_cache(prefect_harness, recordings, tmp_path):

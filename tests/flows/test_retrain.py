@@ -7,6 +7,7 @@ import json
 import pytest
 
 from model.champion import read_champion
+from tests.flows.prefect_reads import latest_artifact
 from tests.model.datasets import build_dataset, pick
 
 # Happy vs sad on RAVDESS singers (per-singer standardization): enough signal for a tiny model to
@@ -87,6 +88,42 @@ def test_promote_only_when_the_interval_is_above_zero_tracked_in_mlflow(dataset,
     assert c.get_model_version_by_alias(REGISTERED_MODEL, "champion").version == trained["model_version"]
     assert c.get_model_version_by_alias(REGISTERED_MODEL, "challenger").version == again["model_version"]
     assert runs[again["mlflow_run_id"]].data.tags["cantolab.decision"] == "keep"
+
+    # The scheduler's view: the last run's summary, read back through the Prefect client.
+    art, _ = latest_artifact("cantolab-retrain")
+    text = art.data
+    assert art.type == "markdown" and text.startswith("# Retrain: keep"), text
+    ch, cp = again["challenger_metrics"]["emotion"]["macro_f1"], again["champion_metrics"]["emotion"]["macro_f1"]
+    assert f"| emotion | {ch:.4f} (n=" in text and f"| {cp:.4f} (n=" in text, text
+    assert ", ".join(again["test_singers"]) in text and f"`{(models / again['challenger']).resolve()}`" in text
+    assert f"champion before this run: {trained['promoted_as']}" in text and f"MLflow model version {again['model_version']}" in text
+
+
+def test_an_s3_models_folder_survives_the_worker_that_trained(dataset, prefect_harness, s3_env, tmp_path, monkeypatch):
+    """models_dir s3://…: each run mirrors it, trains locally and uploads what it wrote. The second
+    run starts from an empty cache (another worker) and still meets the first run's champion on its
+    test singers; the MLflow store travels with it."""
+    from flows.retrain import retrain_flow
+    from pipeline.objectstore import mirror_prefix
+
+    monkeypatch.setenv("CANTOLAB_FEATURE_CACHE", str(tmp_path / "features"))
+    monkeypatch.setenv("CANTOLAB_MODELS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    url = f"s3://cantolab-test/{tmp_path.name}/models"
+    recipe = TINY | {"epochs": 1}
+    first = retrain_flow(dataset.root, url, recipe)
+    assert first["decision"] == "promote"
+    monkeypatch.setenv("CANTOLAB_MODELS_CACHE", str(tmp_path / "other-worker"))  # starts from nothing local
+    second = retrain_flow(dataset.root, url, recipe)
+    assert second["champion"] == first["promoted_as"] and second["test_singers"] == first["test_singers"], second
+    fresh = mirror_prefix(url, tmp_path / "fresh")
+    log = [json.loads(line) for line in (fresh / "decisions.jsonl").read_text().splitlines()]
+    assert [d["challenger"] for d in log] == [first["challenger"], second["challenger"]]
+    kept = second.get("promoted_as") or second["challenger"]
+    assert (fresh / kept / "model.safetensors").exists() and (fresh / first["promoted_as"] / "model.safetensors").exists()
+    assert (fresh / "mlflow.db").exists()
+    art, _ = latest_artifact("cantolab-retrain")
+    assert f"`{url}/{kept}`" in art.data and f"models folder: `{url}`" in art.data
 
 
 def test_serve_schedules_the_retrain_flow():

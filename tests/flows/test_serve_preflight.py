@@ -74,7 +74,16 @@ def test_dry_run_shows_models_folder_and_no_sync(tmp_path, monkeypatch):
     assert "0 3 * * * Europe/Paris" in text
 
 
-def test_object_store_models_folder_is_refused_with_the_reason(tmp_path):
-    args = ["serve", "-r", "rec", "-d", "ds", "-m", "tiny.en", "--models", "s3://bucket/models", "--no-annotation-sync", "--dry-run"]
-    result = CliRunner().invoke(app, args, env=_env(tmp_path))
-    assert result.exit_code == USER_ERROR_EXIT and "not an object store URL" in " ".join(result.output.split()), result.output
+def test_an_s3_models_folder_is_shown_and_its_bucket_checked(tmp_path, s3_env):
+    """A real S3 store (SeaweedFS): the dry run shows the URL as the models folder; a bucket that
+    does not exist is named among the problems (and refused when registering)."""
+    base = ["serve", "-r", "rec", "-d", "ds", "-m", "tiny.en", "--no-annotation-sync"]
+    env = _env(tmp_path) | s3_env
+    ok = CliRunner().invoke(app, [*base, "--models", "s3://cantolab-test/models", "--dry-run"], env=env)
+    text = " ".join(ok.output.split())
+    assert ok.exit_code == 0 and "models folder s3://cantolab-test/models" in text and "cannot schedule" not in text, ok.output
+    missing = CliRunner().invoke(app, [*base, "--models", "s3://no-such-bucket/models"], env=env)
+    text = " ".join(missing.output.split())
+    assert missing.exit_code == USER_ERROR_EXIT and "bucket 'no-such-bucket' does not exist" in text, missing.output
+    other = CliRunner().invoke(app, [*base, "--models", "ftp://host/models", "--dry-run"], env=env)
+    assert other.exit_code == USER_ERROR_EXIT and "a path or an s3:// URL" in " ".join(other.output.split()), other.output

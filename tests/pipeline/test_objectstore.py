@@ -51,3 +51,19 @@ def test_mirror_prefix_fetches_new_and_changed_objects_only(s3_env, tmp_path):
     assert b'"b"' in (dest / "session-1/take-000.json").read_bytes()
     with pytest.raises(ConfigError, match="not an s3:// URL"):
         mirror_prefix(str(tmp_path), dest)
+
+
+def test_upload_changed_sends_new_and_changed_files_only(s3_env, tmp_path):
+    from pipeline.objectstore import upload_changed
+
+    url = f"s3://cantolab-test/{tmp_path.name}/up"
+    src = tmp_path / "models"
+    (src / "run-1").mkdir(parents=True)
+    (src / "run-1" / "model.bin").write_bytes(b"\0" * 3000)
+    (src / "champion.json").write_text('{"run": "run-1"}')
+    assert upload_changed(src, url) == ["champion.json", "run-1/model.bin"]
+    assert upload_changed(src, url) == []  # unchanged: nothing sent again
+    (src / "champion.json").write_text('{"run": "run-2"}')
+    assert upload_changed(src, url) == ["champion.json"]
+    back = mirror_prefix(url, tmp_path / "back")
+    assert (back / "champion.json").read_text() == '{"run": "run-2"}' and (back / "run-1" / "model.bin").stat().st_size == 3000
