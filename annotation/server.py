@@ -187,9 +187,17 @@ class LocalServer:
 
     def organize(self, people: list[dict], timeout: float = 180.0) -> dict[str, dict]:
         """One organization per person (annotation/labelstudio_admin.py): {email: {org_id, service_token, joined}}."""
+        return self._admin({"people": people, "placement": str(self.placement_file)}, "create the organizations", timeout)["orgs"]
+
+    def task_locks(self, project_ids: list[int], timeout: float = 120.0) -> dict[int, dict[str, int]]:
+        """{project: {e-mail: tasks locked and not yet labeled}}, read from the server's database
+        (its API does not expose task locks)."""
+        found = self._admin({"locks": list(project_ids)}, "read the task locks", timeout)["locks"]
+        return {int(k): v for k, v in found.items()}
+
+    def _admin(self, request: dict, what: str, timeout: float) -> dict:
         exe = self.executable()
         token, password = self.credentials()
-        request = {"people": people, "placement": str(self.placement_file)}
         proc = subprocess.run(
             [str(exe.parent / "python"), str(ADMIN)],
             input=json.dumps(request),
@@ -200,8 +208,8 @@ class LocalServer:
             timeout=timeout,
         )
         if proc.returncode != 0:
-            raise ServerError(f"could not create the organizations (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-        return json.loads(proc.stdout)["orgs"]
+            raise ServerError(f"could not {what} (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        return json.loads(proc.stdout)
 
     def start(self, wait_s: float = 240.0) -> int:
         """Start (or find running) and wait until /health answers; returns the PID."""

@@ -12,7 +12,7 @@ from annotation.agreement import cohen_kappa
 from annotation.client import service_email
 from annotation.labeling import choice_result
 from annotation.resolve import first_round_pairs
-from annotation.sync import export_tasks, run_sync
+from annotation.sync import STATE_DIR, export_tasks, run_sync
 from tests.annotation.ls_fixtures import make_workflow
 
 STYLE = {"pop": "pop", "bel canto": "bel canto"}
@@ -167,11 +167,35 @@ def test_adjudication_decides_disagreements_and_resync_changes_nothing(labeled):
     n_rows = {t: wf.dataset.count(t) for t in ("annotations", "labels", "rejects")}
     tracebacks = wf.server.log_file.read_text(errors="replace").count("Invalid page.")
     again = _sync(wf)
+    assert again.nothing_new and not again.changed  # server and dataset as the last sync left them: nothing read
+    assert again.per_annotator == rep.per_annotator and again.pending_adjudication == 0
+    assert any("nothing new" in n for n in again.notes)
+    for state in (wf.document_root / STATE_DIR).glob("*.json"):
+        state.unlink()  # without the record of the last sync, everything is read again: still nothing changes
+    full = _sync(wf)
     assert wf.server.log_file.read_text(errors="replace").count("Invalid page.") == tracebacks  # no pager overrun
-    assert not again.changed
-    assert again.annotations["unchanged"] == 12 and again.labels["unchanged"] == 5
+    assert not full.nothing_new and not full.changed
+    assert full.annotations["unchanged"] == 12 and full.labels["unchanged"] == 5
     assert {pid: len(export_tasks(wf.org(pid), pid)) for pid in n_tasks} == n_tasks
     assert {t: wf.dataset.count(t) for t in n_rows} == n_rows
+
+
+def test_an_edited_label_is_not_missed_by_a_sync_with_nothing_new(labeled):
+    """The skip must not hide a change: an annotator changing a label they already submitted (no
+    new task, no new annotation) is read by the next sync."""
+    wf, *_ = labeled
+    _sync(wf)  # whatever ran before, this sync's view of the server is now recorded
+    ann = wf.dataset.to_pandas("annotations")
+    row = ann[(ann["round"] == "first") & (ann["style"] == wf.settings.labels.styles[0])].iloc[0]
+    new_style = _other(wf.settings.labels.styles, row["style"])
+    wf.client_for(row["annotator"]).annotations.update(
+        id=int(row["ls_annotation_id"]), result=[choice_result("style", new_style), choice_result("emotion", row["emotion"])]
+    )
+    rep = _sync(wf)
+    assert not rep.nothing_new and rep.annotations["updated"] == 1
+    after = wf.dataset.to_pandas("annotations").set_index(["clip_id", "annotator", "round"])
+    assert after.loc[(row["clip_id"], row["annotator"], "first"), "style"] == new_style
+    assert _sync(wf).nothing_new
 
 
 def test_kappa_on_synced_pairs_equals_scikit_learn(labeled):
