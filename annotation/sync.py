@@ -248,8 +248,12 @@ def run_sync(
     projects: Projects,
     document_root: Path,
     on_stage: Callable[[str], None] | None = None,
+    read_tasks: Callable[[list[int]], dict[int, list[dict]]] | None = None,
 ) -> SyncReport:
-    """Run every step once; raises SyncInterrupted (with the partial report) if the server goes away."""
+    """Run every step once; raises SyncInterrupted (with the partial report) if the server goes away.
+
+    `read_tasks`: a bulk read of projects' tasks with annotations in the export format (a local
+    server's `LocalServer.read_tasks`); without it each project goes through the export API."""
     report = SyncReport()
     stage = "start"
 
@@ -298,7 +302,8 @@ def run_sync(
 
         t0 = enter("export")
         report.notes += list(projects.notes)
-        exported = {a: export_tasks(clients[pid], pid) for a, pid in projects.first.items()}
+        bulk = read_tasks(list(clients)) if read_tasks else {pid: export_tasks(c, pid) for pid, c in clients.items()}
+        exported = {a: bulk[pid] for a, pid in projects.first.items()}
         done("export", t0)
 
         t0 = enter("pull")
@@ -343,7 +348,7 @@ def run_sync(
 
         t0 = enter("adjudication-pull")
         adj_client = clients[projects.adjudication]
-        adj_tasks = export_tasks(adj_client, projects.adjudication)
+        adj_tasks = bulk[projects.adjudication]
         adj_by_clip = _index_tasks(adj_tasks, projects.adjudication, report)
         recs, probs, skips = records_from_export(
             adj_tasks,

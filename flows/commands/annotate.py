@@ -172,13 +172,19 @@ def _workspace(settings, roster, document_root):
     return open_workspace(settings, roster, document_root)
 
 
+def _local(ws, home: Path | None):
+    """The local server run from `home` when it is the workspace's server (its database can be read), else None."""
+    srv = _server(home, None)
+    return srv if srv.url == ws.settings.url and srv.pid() is not None else None
+
+
 def _task_locks(ws, projects, home: Path | None) -> dict[str, int] | None:
     """Per person: tasks locked (opened, not yet labeled) in their project. Label Studio's API does not
     expose locks, so they are read from the database of a local server run from `home`; None otherwise."""
     from annotation.server import ServerError
 
-    srv = _server(home, None)
-    if srv.url != ws.settings.url or srv.pid() is None:
+    srv = _local(ws, home)
+    if srv is None:
         return None
     owners = {**{pid: a for a, pid in projects.first.items()}, projects.adjudication: ws.roster.adjudicator}
     try:
@@ -226,7 +232,16 @@ def sync(
             where["url"] = ws.settings.url
             projects = ws.projects()
             with console.status("syncing with Label Studio…"):
-                report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, projects, ws.document_root)
+                srv = _local(ws, home)  # a local server's tasks are read from its database in bulk
+                report = run_sync(
+                    Dataset(dataset),
+                    ws.client,
+                    ws.settings,
+                    ws.roster,
+                    projects,
+                    ws.document_root,
+                    read_tasks=srv.read_tasks if srv and srv.database.exists() else None,
+                )
             locks = _task_locks(ws, projects, home)
     except SyncInterrupted as exc:
         fail(exc)

@@ -9,7 +9,8 @@ from label_studio_sdk.core.api_error import ApiError
 from sklearn.metrics import cohen_kappa_score
 
 from annotation.agreement import cohen_kappa
-from annotation.client import service_email
+from annotation.client import service_email, user_ids
+from annotation.export import records_from_export
 from annotation.labeling import choice_result
 from annotation.resolve import first_round_pairs
 from annotation.sync import STATE_DIR, export_tasks, run_sync
@@ -196,6 +197,28 @@ def test_an_edited_label_is_not_missed_by_a_sync_with_nothing_new(labeled):
     after = wf.dataset.to_pandas("annotations").set_index(["clip_id", "annotator", "round"])
     assert after.loc[(row["clip_id"], row["annotator"], "first"), "style"] == new_style
     assert _sync(wf).nothing_new
+
+
+def test_bulk_read_from_the_database_equals_the_export_api(labeled):
+    """LocalServer.read_tasks (two SELECTs in the server's SQLite database) gives the sync exactly what the
+    export API gives: the same records, problems and skips for every project."""
+    wf, *_ = labeled
+    pids = [*wf.projects.first.values(), wf.projects.adjudication]
+    bulk = wf.server.read_tasks(pids)
+    known = set(wf.dataset.read("clips", columns=["clip_id"]).column("clip_id").to_pylist())
+    compared = 0
+    for pid in pids:
+        api = export_tasks(wf.org(pid), pid)
+        assert sorted(t["id"] for t in bulk[pid]) == sorted(t["id"] for t in api)
+        who = wf.projects.owner_of(pid) or wf.roster.adjudicator
+        args = dict(
+            project_id=pid, round="first", expected_annotator=who, known_clips=known, users=user_ids(wf.org(pid)), labels=wf.settings.labels
+        )
+        mine, theirs = records_from_export(bulk[pid], **args), records_from_export(api, **args)
+        assert sorted(map(repr, mine[0])) == sorted(map(repr, theirs[0]))
+        compared += len(mine[0])
+        assert sorted(map(repr, mine[1])) == sorted(map(repr, theirs[1])) and sorted(mine[2]) == sorted(theirs[2])
+    assert compared >= 10  # the fixture's labels, not empty projects
 
 
 def test_kappa_on_synced_pairs_equals_scikit_learn(labeled):
