@@ -125,12 +125,20 @@ def _progress(by_clip: dict[str, dict], labeled: set[str], skipped: set[str]) ->
     return {"tasks": len(by_clip), "done": done, "skipped": skip, "waiting": len(by_clip) - done - skip}
 
 
-def queue_progress(client: LabelStudio, settings: AnnotationSettings, roster: Roster, projects: Projects) -> dict[str, dict[str, int]]:
+def queue_progress(
+    client: LabelStudio,
+    settings: AnnotationSettings,
+    roster: Roster,
+    projects: Projects,
+    read_tasks: Callable[[list[int]], dict[int, list[dict]]] | None = None,
+) -> dict[str, dict[str, int]]:
     """Each person's queue as the server has it now (for `annotate status`; writes nothing)."""
     out = {}
-    for who, pid in [*projects.first.items(), (roster.adjudicator, projects.adjudication)]:
+    people = [*projects.first.items(), (roster.adjudicator, projects.adjudication)]
+    bulk = read_tasks([pid for _, pid in people]) if read_tasks else None
+    for who, pid in people:
         c = projects.client_for(pid, settings, client)
-        tasks = export_tasks(c, pid)
+        tasks = bulk[pid] if bulk is not None else export_tasks(c, pid)
         by_clip = {(t.get("data") or {}).get("clip_id"): t for t in tasks}
         users = user_ids(c)
         labeled, skipped = set(), set()

@@ -27,7 +27,10 @@ def _retry_if_unavailable(task, task_run, state) -> bool:
 @task(name="annotation-sync", retries=2, retry_delay_seconds=30, retry_condition_fn=_retry_if_unavailable)
 def sync_task(dataset: str, settings_path: str | None, roster: str | None, document_root: str | None) -> dict:
     ws = open_workspace(settings_path, roster, document_root)
-    report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root)
+    srv = ws.local_server()  # a local server's tasks are read from its database in bulk
+    report = run_sync(
+        Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root, read_tasks=srv.read_tasks if srv else None
+    )
     return report.as_dict()
 
 

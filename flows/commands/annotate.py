@@ -174,8 +174,7 @@ def _workspace(settings, roster, document_root):
 
 def _local(ws, home: Path | None):
     """The local server run from `home` when it is the workspace's server (its database can be read), else None."""
-    srv = _server(home, None)
-    return srv if srv.url == ws.settings.url and srv.pid() is not None else None
+    return ws.local_server(home)
 
 
 def _task_locks(ws, projects, home: Path | None) -> dict[str, int] | None:
@@ -240,7 +239,7 @@ def sync(
                     ws.roster,
                     projects,
                     ws.document_root,
-                    read_tasks=srv.read_tasks if srv and srv.database.exists() else None,
+                    read_tasks=srv.read_tasks if srv else None,
                 )
             locks = _task_locks(ws, projects, home)
     except SyncInterrupted as exc:
@@ -282,7 +281,9 @@ def status(
         ws = _workspace(settings, roster, document_root)
         where["url"] = ws.settings.url
         projects = ws.projects()
-        rep = SyncReport(per_annotator=queue_progress(ws.client, ws.settings, ws.roster, projects), notes=list(projects.notes))
+        srv = _local(ws, home)
+        read = srv.read_tasks if srv else None
+        rep = SyncReport(per_annotator=queue_progress(ws.client, ws.settings, ws.roster, projects, read), notes=list(projects.notes))
         locks = _task_locks(ws, projects, home)
     _print_progress(rep, locks)
     for note in rep.notes:
