@@ -5,6 +5,7 @@ labels; idempotent re-sync."""
 from __future__ import annotations
 
 import pytest
+import requests
 from label_studio_sdk.core.api_error import ApiError
 from sklearn.metrics import cohen_kappa_score
 
@@ -236,3 +237,22 @@ def test_no_token_or_password_in_the_server_log(labeled):
     token, password = wf.server.credentials()
     secrets = [token, password] + [v for u in wf.users.values() for v in u.values()]
     assert all(s not in log for s in secrets)
+
+
+def test_task_locks_are_counted_per_person(labeled):
+    """`annotate status`'s locked column: a task its owner opened (Label Studio's /next locks it) and
+    has not labeled, read from the local server's database (the API does not report locks)."""
+    wf, *_ = labeled
+    owner, pid = sorted(wf.projects.first.items())[0]
+    probe = {"clip_id": "clip-lock-probe", "audio": "/data/local-files/?d=x.flac", "transcript": "?", "asr_note": "?"}
+    wf.org(pid).projects.import_tasks(pid, request=[{"data": probe}])
+    try:
+        assert wf.server.task_locks([pid]) == {pid: {}}
+        r = requests.get(
+            f"{wf.settings.url}/api/projects/{pid}/next", headers={"Authorization": f"Token {wf.users[owner]['token']}"}, timeout=30
+        )
+        assert r.status_code == 200 and r.json()["data"]["clip_id"] == "clip-lock-probe"
+        assert wf.server.task_locks([pid]) == {pid: {owner: 1}}
+    finally:
+        task = next(t for t in export_tasks(wf.org(pid), pid) if t["data"]["clip_id"] == "clip-lock-probe")
+        wf.org(pid).tasks.delete(id=task["id"])
