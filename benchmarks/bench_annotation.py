@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,7 @@ def _setup_first_round(n: int, rng, settings, roster, projects, service, users_t
 
     plan = assign([c["clip_id"] for c in clips], roster, {})
     by_id = {c["clip_id"]: ClipForTask(c["clip_id"], c["transcript"], c["singer"], c["suspected_hallucination"]) for c in clips}
-    made = 0
+    batches = []
     for a, cids in plan.todo.items():
         pid = projects.first[a]
         client = connect(settings, projects.tokens[pid], timeout=1800)
@@ -143,8 +144,15 @@ def _setup_first_round(n: int, rng, settings, roster, projects, service, users_t
                 batch.append(
                     {"data": task_data(by_id[cid], settings.media_subdir), "annotations": [{"result": result, "completed_by": uid}]}
                 )
-            client.projects.import_tasks(pid, request=batch)
-            made += len(batch)
+            batches.append((client, pid, batch))
+
+    def send(job) -> int:
+        client, pid, batch = job
+        client.projects.import_tasks(pid, request=batch)
+        return len(batch)
+
+    with ThreadPoolExecutor(2) as pool:  # one request per server worker
+        made = sum(pool.map(send, batches))
     return clips, made
 
 
