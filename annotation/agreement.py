@@ -1,8 +1,8 @@
 """Inter-annotator agreement: Cohen's kappa with bootstrap intervals, confusion, per-class agreement.
 
 Kappa is computed here from the confusion matrix (the same formula as scikit-learn's
-`cohen_kappa_score`, which the tests compare against); the bootstrap resamples clips, vectorised
-over a (resamples × clips) index matrix so 2,000 resamples of 1,000 clips take milliseconds.
+`cohen_kappa_score`, which the tests compare against); the bootstrap resamples clips by drawing
+resampled confusion matrices, so 2,000 resamples take milliseconds at any number of clips.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from annotation.resolve import FIELDS, Pair
 def confusion(a: list[str], b: list[str], labels: tuple[str, ...]) -> np.ndarray:
     """Rows: rater A's label, columns: rater B's label."""
     idx = {v: i for i, v in enumerate(labels)}
-    m = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    for x, y in zip(a, b):
-        m[idx[x], idx[y]] += 1
-    return m
+    k = len(labels)
+    codes = np.fromiter((idx[x] * k + idx[y] for x, y in zip(a, b)), dtype=np.int64, count=min(len(a), len(b)))
+    return np.bincount(codes, minlength=k * k).reshape(k, k).astype(np.int64)
 
 
 def kappa_from_confusion(m: np.ndarray) -> float:
@@ -42,18 +41,19 @@ def cohen_kappa(a: list[str], b: list[str], labels: tuple[str, ...]) -> float:
 def bootstrap_kappa(
     a: list[str], b: list[str], labels: tuple[str, ...], n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile interval of kappa over clips resampled with replacement (undefined resamples dropped)."""
+    """Percentile interval of kappa over clips resampled with replacement (undefined resamples dropped).
+
+    Kappa depends on the clips only through the confusion matrix, and the confusion matrix of n
+    clips drawn with replacement is multinomial(n, observed cell shares): drawing that directly is
+    the same bootstrap, in time independent of n (28,628 clips × 2,000 resamples would otherwise
+    be a 57-million-element index matrix)."""
     n = len(a)
     if n < 2:
         return float("nan"), float("nan")
     k = len(labels)
-    idx = {v: i for i, v in enumerate(labels)}
-    codes = np.array([idx[x] * k + idx[y] for x, y in zip(a, b)], dtype=np.int64)
+    cells = confusion(a, b, labels).ravel()
     rng = np.random.default_rng(seed)
-    draws = codes[rng.integers(0, n, size=(n_boot, n))]
-    counts = np.zeros((n_boot, k * k), dtype=np.int64)
-    np.add.at(counts, (np.repeat(np.arange(n_boot), n), draws.ravel()), 1)
-    m = counts.reshape(n_boot, k, k)
+    m = rng.multinomial(n, cells / n, size=n_boot).reshape(n_boot, k, k)
     po = np.trace(m, axis1=1, axis2=2) / n
     pe = np.einsum("bi,bi->b", m.sum(axis=2), m.sum(axis=1)) / n**2
     with np.errstate(divide="ignore", invalid="ignore"):

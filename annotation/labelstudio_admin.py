@@ -13,6 +13,10 @@ server's environment to give each person on the roster an organization of their 
 
 stdin: {"people": [{"email", "title", "service_email"}], "placement": PATH}
 stdout: {"orgs": {email: {"org_id", "service_token", "joined"}}}
+
+It also answers what Label Studio's API does not expose, the task locks (a task opened in the
+labeling page is locked to that person until they submit, skip or the lock expires):
+stdin: {"locks": [project ids]}   stdout: {"locks": {project id: {e-mail: unlabeled tasks locked}}}
 """
 
 from __future__ import annotations
@@ -58,10 +62,30 @@ def ensure(person: dict) -> dict:
     return {"org_id": org.id, "service_token": token.key, "joined": joined}
 
 
+def locks(project_ids: list[int]) -> dict[str, dict[str, int]]:
+    """Unexpired locks on tasks that have no submitted or skipped annotation yet, per project and person."""
+    from django.db.models import Count
+    from django.utils import timezone
+    from tasks.models import TaskLock
+
+    rows = (
+        TaskLock.objects.filter(task__project_id__in=project_ids, expire_at__gt=timezone.now(), task__annotations__isnull=True)
+        .values("task__project_id", "user__email")
+        .annotate(n=Count("task_id", distinct=True))
+    )
+    out: dict[str, dict[str, int]] = {str(p): {} for p in project_ids}
+    for r in rows:
+        out[str(r["task__project_id"])][(r["user__email"] or "").lower()] = r["n"]
+    return out
+
+
 def main() -> None:
     request = json.load(sys.stdin)
     result, sys.stdout = sys.stdout, sys.stderr  # whatever Django prints stays out of the answer
     _setup_django()
+    if "locks" in request:
+        json.dump({"locks": locks([int(p) for p in request["locks"]])}, result)
+        return
     out = {p["email"].lower(): ensure(p) for p in request["people"]}
     placement = request.get("placement")
     if placement:

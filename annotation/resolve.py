@@ -45,16 +45,21 @@ class Resolution:
 
 
 def first_round_pairs(annotations: pd.DataFrame) -> tuple[list[Pair], list[str]]:
-    """Pairs for clips with exactly two first-round annotators; clips with one are returned apart."""
-    first = annotations[annotations["round"] == "first"]
-    pairs, incomplete = [], []
-    for clip_id, g in first.groupby("clip_id", sort=True):
-        g = g.sort_values("annotator")
-        if len(g) < 2:
-            incomplete.append(clip_id)
-            continue
-        r0, r1 = g.iloc[0], g.iloc[1]  # more than two only if the roster changed; the first two count
-        pairs.append(Pair(clip_id, (r0["annotator"], r1["annotator"]), {f: r0[f] for f in FIELDS}, {f: r1[f] for f in FIELDS}))
+    """Pairs for clips with exactly two first-round annotators; clips with one are returned apart.
+    One sort and two column scans, not a group loop: at 28,628 clips a per-group loop took seconds."""
+    first = annotations.loc[annotations["round"] == "first", ["clip_id", "annotator", *FIELDS]]
+    first = first.sort_values(["clip_id", "annotator"], kind="stable")
+    rank = first.groupby("clip_id", sort=False).cumcount().to_numpy()
+    r0, r1 = first[rank == 0], first[rank == 1]  # more than two only if the roster changed; the first two count
+    two = set(r1["clip_id"])
+    incomplete = [c for c in r0["clip_id"] if c not in two]
+    r0 = r0[r0["clip_id"].isin(two)]
+    cols0 = [r0[c].tolist() for c in ("clip_id", "annotator", *FIELDS)]
+    cols1 = [r1[c].tolist() for c in ("annotator", *FIELDS)]
+    pairs = [
+        Pair(cid, (a0, a1), {"style": s0, "emotion": e0}, {"style": s1, "emotion": e1})
+        for (cid, a0, s0, e0), (a1, s1, e1) in zip(zip(*cols0), zip(*cols1))
+    ]
     return pairs, incomplete
 
 
@@ -65,12 +70,14 @@ def resolve(annotations: pd.DataFrame, now, exhausted: dict[str, str] | None = N
     if annotations.empty:
         return out
     pairs, out.incomplete = first_round_pairs(annotations)
-    adj = annotations[annotations["round"] == "adjudication"].set_index("clip_id")
+    adj_rows = annotations.loc[annotations["round"] == "adjudication", ["clip_id", "annotator", *FIELDS]]
+    adj = {r[0]: {"annotator": r[1], "style": r[2], "emotion": r[3]} for r in adj_rows.itertuples(index=False)}
     lone = sorted(set(exhausted or {}) - {p.clip_id for p in pairs})
-    out.incomplete = [c for c in out.incomplete if c not in set(lone)]
+    lone_set = set(lone)
+    out.incomplete = [c for c in out.incomplete if c not in lone_set]
     for cid in lone:
-        if cid in adj.index:
-            d = adj.loc[cid]
+        d = adj.get(cid)
+        if d is not None:
             out.labels.append(
                 {
                     "clip_id": cid,
@@ -88,8 +95,8 @@ def resolve(annotations: pd.DataFrame, now, exhausted: dict[str, str] | None = N
             out.labels.append({"clip_id": p.clip_id, **p.a, "resolution": "agreed", "annotators": list(p.raters), "updated_at": now})
             continue
         out.to_adjudicate.append(p)
-        if p.clip_id in adj.index:
-            d = adj.loc[p.clip_id]
+        d = adj.get(p.clip_id)
+        if d is not None:
             out.labels.append(
                 {
                     "clip_id": p.clip_id,

@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,11 @@ def process_identity(pid: int) -> tuple[str, int] | None:
     if fields[0] == "Z":
         return None
     return cmdline, int(fields[19])
+
+
+def _utc(stamp: str | None) -> str | None:
+    """Django keeps SQLite datetimes as naive UTC text ("2026-11-28 22:04:06.550964")."""
+    return f"{stamp.replace(' ', 'T')}+00:00" if stamp else None
 
 
 def free_port() -> int:
@@ -187,9 +193,63 @@ class LocalServer:
 
     def organize(self, people: list[dict], timeout: float = 180.0) -> dict[str, dict]:
         """One organization per person (annotation/labelstudio_admin.py): {email: {org_id, service_token, joined}}."""
+        return self._admin({"people": people, "placement": str(self.placement_file)}, "create the organizations", timeout)["orgs"]
+
+    def task_locks(self, project_ids: list[int], timeout: float = 120.0) -> dict[int, dict[str, int]]:
+        """{project: {e-mail: tasks locked and not yet labeled}}, read from the server's database
+        (its API does not expose task locks)."""
+        found = self._admin({"locks": list(project_ids)}, "read the task locks", timeout)["locks"]
+        return {int(k): v for k, v in found.items()}
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "label_studio.sqlite3"
+
+    def read_tasks(self, project_ids: list[int]) -> dict[int, list[dict]]:
+        """{project: its tasks with every annotation, in the export API's JSON format}, read from the
+        server's SQLite database in one read-only snapshot: the sync's bulk read. The export API
+        serializes task by task (~5 ms each: 57,256 tasks took 306 s), and even the ORM needs ~10 s
+        to start Django; two SELECTs take about a second. Tested to equal the export API's records."""
+        ids = [int(p) for p in project_ids]
+        out: dict[int, list[dict]] = {p: [] for p in ids}
+        if not ids:
+            return out
+        marks = ",".join("?" * len(ids))
+        con = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=60)
+        try:
+            con.execute("BEGIN")  # one snapshot for both queries (WAL: writers carry on meanwhile)
+            by_id: dict[int, dict] = {}
+            for tid, pid, data in con.execute(f"SELECT id, project_id, data FROM task WHERE project_id IN ({marks}) ORDER BY id", ids):
+                task = {"id": tid, "data": json.loads(data) if data else {}, "annotations": []}
+                by_id[tid] = task
+                out[pid].append(task)
+            emails = dict(con.execute("SELECT id, email FROM htx_user"))
+            rows = con.execute(
+                "SELECT c.id, c.task_id, c.completed_by_id, c.result, c.was_cancelled, c.created_at, c.updated_at "
+                f"FROM task_completion c JOIN task t ON t.id = c.task_id WHERE t.project_id IN ({marks}) ORDER BY c.id",
+                ids,
+            )
+            for aid, tid, uid, result, cancelled, created, updated in rows:
+                by_id[tid]["annotations"].append(
+                    {
+                        "id": aid,
+                        "completed_by": {"id": uid, "email": emails.get(uid)},
+                        "result": json.loads(result) if result else [],
+                        "was_cancelled": bool(cancelled),
+                        "created_at": _utc(created),
+                        "updated_at": _utc(updated),
+                    }
+                )
+            con.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise ServerError(f"could not read the tasks from {self.database}: {exc}") from exc
+        finally:
+            con.close()
+        return out
+
+    def _admin(self, request: dict, what: str, timeout: float) -> dict:
         exe = self.executable()
         token, password = self.credentials()
-        request = {"people": people, "placement": str(self.placement_file)}
         proc = subprocess.run(
             [str(exe.parent / "python"), str(ADMIN)],
             input=json.dumps(request),
@@ -200,8 +260,8 @@ class LocalServer:
             timeout=timeout,
         )
         if proc.returncode != 0:
-            raise ServerError(f"could not create the organizations (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-        return json.loads(proc.stdout)["orgs"]
+            raise ServerError(f"could not {what} (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        return json.loads(proc.stdout)
 
     def start(self, wait_s: float = 240.0) -> int:
         """Start (or find running) and wait until /health answers; returns the PID."""

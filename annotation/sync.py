@@ -8,6 +8,7 @@ job, without duplicate tasks or lost labels.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -25,10 +26,12 @@ from annotation.resolve import FIELDS, lone_labels_text, resolve
 from annotation.settings import AnnotationSettings, Roster
 from annotation.tasks import ClipForTask, assign, task_data, write_media
 from pipeline.dataset import Dataset
+from pipeline.fsio import atomic_write_text
 
 log = logging.getLogger(__name__)
 REJECT_STAGE = "annotation"
 IMPORT_BATCH = 500
+STATE_DIR = ".cantolab-sync"  # under the document root: what the last sync saw, to skip one with nothing new
 
 
 class SyncInterrupted(ServerUnavailable):
@@ -63,6 +66,7 @@ class SyncReport:
     kept_imported: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     interrupted: str | None = None
+    nothing_new: bool = False  # the server and the dataset were as the last sync left them: nothing was read or written
 
     @property
     def changed(self) -> bool:
@@ -121,12 +125,20 @@ def _progress(by_clip: dict[str, dict], labeled: set[str], skipped: set[str]) ->
     return {"tasks": len(by_clip), "done": done, "skipped": skip, "waiting": len(by_clip) - done - skip}
 
 
-def queue_progress(client: LabelStudio, settings: AnnotationSettings, roster: Roster, projects: Projects) -> dict[str, dict[str, int]]:
+def queue_progress(
+    client: LabelStudio,
+    settings: AnnotationSettings,
+    roster: Roster,
+    projects: Projects,
+    read_tasks: Callable[[list[int]], dict[int, list[dict]]] | None = None,
+) -> dict[str, dict[str, int]]:
     """Each person's queue as the server has it now (for `annotate status`; writes nothing)."""
     out = {}
-    for who, pid in [*projects.first.items(), (roster.adjudicator, projects.adjudication)]:
+    people = [*projects.first.items(), (roster.adjudicator, projects.adjudication)]
+    bulk = read_tasks([pid for _, pid in people]) if read_tasks else None
+    for who, pid in people:
         c = projects.client_for(pid, settings, client)
-        tasks = export_tasks(c, pid)
+        tasks = bulk[pid] if bulk is not None else export_tasks(c, pid)
         by_clip = {(t.get("data") or {}).get("clip_id"): t for t in tasks}
         users = user_ids(c)
         labeled, skipped = set(), set()
@@ -136,6 +148,97 @@ def queue_progress(client: LabelStudio, settings: AnnotationSettings, roster: Ro
                     continue
                 (skipped if ann.get("was_cancelled") else labeled).add(cid)
         out[who] = _progress(by_clip, labeled, skipped)
+    return out
+
+
+# ---------- a repeat sync with nothing new
+# Label Studio stamps a task's `updated_at` whenever the task or one of its annotations is created,
+# changed, skipped or deleted, and its data manager orders by that stamp. So (tasks, annotations,
+# newest stamp) per project, with the dataset tables' versions, says whether anything changed since
+# the last sync, in one small request per project instead of exporting every task.
+
+
+def _newest(client: LabelStudio, project_id: int, since: str | None = None) -> tuple[int, int, str | None]:
+    """(tasks, annotations, newest task stamp) of a project, or of its tasks stamped after `since`."""
+    query: dict = {"ordering": ["-tasks:updated_at"]}
+    if since:
+        since = datetime.fromisoformat(since).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the only format its filter reads
+        query["filters"] = {
+            "conjunction": "and",
+            "items": [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}],
+        }
+    pager = client.tasks.list(project=project_id, page=1, page_size=1, fields="task_only", query=json.dumps(query))
+    newest = pager.items[0].updated_at if pager.items else None
+    stamp = newest.isoformat() if hasattr(newest, "isoformat") else (str(newest) if newest else None)
+    return pager.response.total, pager.response.total_annotations, stamp
+
+
+def _state_path(ds: Dataset, settings: AnnotationSettings, roster: Roster, projects: Projects, document_root: Path) -> tuple[Path, str]:
+    """The state file for this dataset and workflow, and a digest of what the sync's result depends on."""
+    setup = json.dumps(
+        [
+            ds.root,
+            settings.url,
+            settings.media_subdir,
+            settings.labels.field_values(),
+            roster.annotators,
+            roster.adjudicator,
+            projects.first,
+            projects.adjudication,
+        ],
+        sort_keys=True,
+        default=list,
+    )
+    digest = hashlib.sha256(setup.encode()).hexdigest()
+    return Path(document_root) / STATE_DIR / f"{digest[:20]}.json", digest
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _unchanged_report(state: dict) -> SyncReport:
+    kept = state["report"]
+    report = SyncReport(
+        clips=kept["clips"],
+        per_annotator=kept["per_annotator"],
+        exhausted=kept["exhausted"],
+        pending_adjudication=kept["pending_adjudication"],
+        incomplete=kept["incomplete"],
+        kept_imported=kept["kept_imported"],
+        problems=[Problem(**p) for p in kept["problems"]],
+        nothing_new=True,
+    )
+    report.notes.append(f"nothing new since the sync of {state['at']}: no task, label or clip changed, so nothing was read or written")
+    return report
+
+
+def _save_state(path: Path, digest: str, fingerprint: dict, report: SyncReport) -> None:
+    kept = {k: getattr(report, k) for k in ("clips", "per_annotator", "exhausted", "pending_adjudication", "incomplete", "kept_imported")}
+    kept["problems"] = [p.__dict__ for p in report.problems]
+    state = {"setup": digest, "at": datetime.now(UTC).isoformat(timespec="seconds"), "fingerprint": fingerprint, "report": kept}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(state, default=str))
+
+
+def _fingerprint_after(clients: dict[int, LabelStudio], seen: dict[str, list], touched: dict[int, int]) -> dict[str, list] | None:
+    """Each project's fingerprint once this run's own writes are in, or None when someone else
+    changed a project the run wrote to while it ran (the next sync then reads everything again).
+    A project the run did not write keeps the fingerprint read before it was exported."""
+    out = {}
+    for pid, c in clients.items():
+        before = seen[str(pid)]
+        if not touched.get(pid):
+            out[str(pid)] = before
+            continue
+        now = list(_newest(c, pid))
+        since = _newest(c, pid, since=before[2])[0] if before[2] else now[0]
+        if since != touched[pid] or now[1] != before[1]:
+            return None
+        out[str(pid)] = now
     return out
 
 
@@ -153,8 +256,12 @@ def run_sync(
     projects: Projects,
     document_root: Path,
     on_stage: Callable[[str], None] | None = None,
+    read_tasks: Callable[[list[int]], dict[int, list[dict]]] | None = None,
 ) -> SyncReport:
-    """Run every step once; raises SyncInterrupted (with the partial report) if the server goes away."""
+    """Run every step once; raises SyncInterrupted (with the partial report) if the server goes away.
+
+    `read_tasks`: a bulk read of projects' tasks with annotations in the export format (a local
+    server's `LocalServer.read_tasks`); without it each project goes through the export API."""
     report = SyncReport()
     stage = "start"
 
@@ -169,6 +276,22 @@ def run_sync(
         report.seconds[name] = report.seconds.get(name, 0.0) + time.perf_counter() - t0
 
     try:
+        t0 = enter("check")
+        clients = {pid: projects.client_for(pid, settings, client) for pid in [*projects.first.values(), projects.adjudication]}
+        state_path, digest = _state_path(ds, settings, roster, projects, document_root)
+        seen = {str(pid): list(_newest(c, pid)) for pid, c in clients.items()}
+        versions = ds.versions()
+        fingerprint = {"projects": seen, **{t: versions.get(t) for t in ("clips", "annotations", "labels")}}
+        state = _read_state(state_path)
+        done("check", t0)
+        if state.get("setup") == digest and state.get("fingerprint") == fingerprint:
+            skipped = _unchanged_report(state)
+            skipped.notes += list(projects.notes)
+            skipped.seconds = report.seconds
+            return skipped
+        state_path.unlink(missing_ok=True)  # from here on the server or the dataset may differ from it
+        touched: dict[int, int] = {}  # project → tasks this run created or changed
+
         t0 = enter("media")
         clips = ds.read("clips", columns=["clip_id", "transcript", "singer", "suspected_hallucination"])
         report.clips = clips.num_rows
@@ -187,8 +310,8 @@ def run_sync(
 
         t0 = enter("export")
         report.notes += list(projects.notes)
-        clients = {pid: projects.client_for(pid, settings, client) for pid in [*projects.first.values(), projects.adjudication]}
-        exported = {a: export_tasks(clients[pid], pid) for a, pid in projects.first.items()}
+        bulk = read_tasks(list(clients)) if read_tasks else {pid: export_tasks(c, pid) for pid, c in clients.items()}
+        exported = {a: bulk[pid] for a, pid in projects.first.items()}
         done("export", t0)
 
         t0 = enter("pull")
@@ -227,12 +350,13 @@ def run_sync(
                 enter(f"import:{a}")
                 pid = projects.first[a]
                 report.tasks_created[a] = _import(clients[pid], pid, [task_data(by_id[c], settings.media_subdir) for c in cids])
+                touched[pid] = touched.get(pid, 0) + report.tasks_created[a]
                 report.reassigned += sum(1 for c in cids if c in skipped_by)
         done("import", t0)
 
         t0 = enter("adjudication-pull")
         adj_client = clients[projects.adjudication]
-        adj_tasks = export_tasks(adj_client, projects.adjudication)
+        adj_tasks = bulk[projects.adjudication]
         adj_by_clip = _index_tasks(adj_tasks, projects.adjudication, report)
         recs, probs, skips = records_from_export(
             adj_tasks,
@@ -275,11 +399,20 @@ def run_sync(
                 report.adjudication_updated += 1
         if new:
             report.adjudication_created = _import(adj_client, projects.adjudication, new)
+        touched[projects.adjudication] = report.adjudication_created + report.adjudication_updated
         done("adjudication-push", t0)
 
         t0 = enter("labels")
         _save_labels(ds, res.labels, report)
         done("labels", t0)
+
+        t0 = enter("record")
+        after = _fingerprint_after(clients, seen, touched)
+        if after is not None:
+            versions = ds.versions()
+            fingerprint = {"projects": after, "clips": fingerprint["clips"], **{t: versions.get(t) for t in ("annotations", "labels")}}
+            _save_state(state_path, digest, fingerprint, report)
+        done("record", t0)
     except Exception as exc:  # noqa: BLE001 — only "server unavailable" is swallowed into SyncInterrupted
         if not is_unavailable(exc):
             raise

@@ -40,6 +40,14 @@ class Workspace:
     def record(self, projects: Projects) -> Path:
         return record_projects(self.settings.url, projects)
 
+    def local_server(self, home: str | os.PathLike | None = None):
+        """The local server run from `home` (default CANTOLAB_LS_HOME) when it is this workspace's
+        server and is running: its database can then be read in bulk (tasks, locks); else None."""
+        from annotation.server import DEFAULT_HOME, LocalServer
+
+        srv = LocalServer(home=Path(home) if home else DEFAULT_HOME)
+        return srv if srv.url == self.settings.url.rstrip("/") and srv.pid() is not None and srv.database.exists() else None
+
 
 def recorded_projects(url: str) -> Projects | None:
     state = read_secrets().get("workspaces", {}).get(url.rstrip("/"))

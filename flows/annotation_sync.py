@@ -46,8 +46,12 @@ def _retry_if_unavailable(task, task_run, state) -> bool:
 @task(name="annotation-sync", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=_retry_if_unavailable)
 def sync_task(dataset: str, settings_path: str | None, roster: str | None, document_root: str | None) -> dict:
     ws = open_workspace(settings_path, roster, document_root)
+    srv = ws.local_server()  # a local server's tasks are read from its database in bulk
     try:
-        report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root)
+        report = run_sync(
+            Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root,
+            read_tasks=srv.read_tasks if srv else None,
+        )  # fmt: skip
     except Exception as exc:
         if isinstance(exc, SyncInterrupted) or is_unavailable(exc):
             raise LabelStudioUnreachable(ws.settings.url, exc) from exc

@@ -172,14 +172,43 @@ def _workspace(settings, roster, document_root):
     return open_workspace(settings, roster, document_root)
 
 
-def _print_progress(rep) -> None:
+def _local(ws, home: Path | None):
+    """The local server run from `home` when it is the workspace's server (its database can be read), else None."""
+    return ws.local_server(home)
+
+
+def _task_locks(ws, projects, home: Path | None) -> dict[str, int] | None:
+    """Per person: tasks locked (opened, not yet labeled) in their project. Label Studio's API does not
+    expose locks, so they are read from the database of a local server run from `home`; None otherwise."""
+    from annotation.server import ServerError
+
+    srv = _local(ws, home)
+    if srv is None:
+        return None
+    owners = {**{pid: a for a, pid in projects.first.items()}, projects.adjudication: ws.roster.adjudicator}
+    try:
+        found = srv.task_locks(list(owners))
+    except ServerError as exc:
+        console.print(f"[yellow]task locks not read[/]: {exc}")
+        return None
+    return {owners[pid]: sum(by.values()) for pid, by in found.items()}
+
+
+def _print_progress(rep, locks: dict[str, int] | None) -> None:
     table = Table(title="Per person")
-    for col in ("person", "tasks", "done", "skipped", "waiting"):
+    for col in ("person", "tasks", "done", "skipped", "waiting", "locked"):
         table.add_column(col, justify="left" if col == "person" else "right")
     for who, p in rep.per_annotator.items():
-        table.add_row(who, *(str(p[k]) for k in ("tasks", "done", "skipped", "waiting")))
+        locked = "n/a" if locks is None else str(locks.get(who, 0))
+        table.add_row(who, *(str(p[k]) for k in ("tasks", "done", "skipped", "waiting")), locked)
     console.print(table)
-    console.print("(locks: with one organization per person only the owner can open, and so lock, their own tasks)")
+    if locks is None:
+        console.print(
+            "locked: n/a (Label Studio's API does not report task locks; they are read from the database of a local "
+            "server started with `cantolab annotate server start`, pass its --home)"
+        )
+    else:
+        console.print("locked: of the waiting tasks, those opened by their owner and not yet submitted or skipped")
 
 
 @annotate_app.command("sync")
@@ -188,6 +217,7 @@ def sync(
     settings: Path = SETTINGS_OPT,
     roster: Path = ROSTER_OPT,
     document_root: Path = ROOT_OPT,
+    home: Path = HOME_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the sync report as JSON."),
 ) -> None:
     """One sync now (without Prefect): clips → tasks, annotations → dataset, disagreements → adjudication, labels."""
@@ -199,10 +229,23 @@ def sync(
         with _label_studio_errors(where):
             ws = _workspace(settings, roster, document_root)
             where["url"] = ws.settings.url
+            projects = ws.projects()
             with console.status("syncing with Label Studio…"):
-                report = run_sync(Dataset(dataset), ws.client, ws.settings, ws.roster, ws.projects(), ws.document_root)
+                srv = _local(ws, home)  # a local server's tasks are read from its database in bulk
+                report = run_sync(
+                    Dataset(dataset),
+                    ws.client,
+                    ws.settings,
+                    ws.roster,
+                    projects,
+                    ws.document_root,
+                    read_tasks=srv.read_tasks if srv else None,
+                )
+            locks = _task_locks(ws, projects, home)
     except SyncInterrupted as exc:
         fail(exc)
+    for who, p in report.per_annotator.items():
+        p["locked"] = None if locks is None else locks.get(who, 0)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
         return
@@ -214,7 +257,7 @@ def sync(
         f"waiting for a second label {report.incomplete}; imported labels kept {report.kept_imported}",
         markup=False,
     )
-    _print_progress(report)
+    _print_progress(report, locks)
     for cid, why in report.exhausted.items():
         console.print(f"to the adjudicator alone: {cid}: {why}", markup=False)
     for note in report.notes:
@@ -228,8 +271,9 @@ def status(
     settings: Path = SETTINGS_OPT,
     roster: Path = ROSTER_OPT,
     document_root: Path = ROOT_OPT,
+    home: Path = HOME_OPT,
 ) -> None:
-    """Per person: done, skipped, waiting, read from the server now (writes nothing)."""
+    """Per person: done, skipped, waiting, locked, read from the server now (writes nothing)."""
     from annotation.sync import SyncReport, queue_progress
 
     where: dict = {}
@@ -237,8 +281,11 @@ def status(
         ws = _workspace(settings, roster, document_root)
         where["url"] = ws.settings.url
         projects = ws.projects()
-        rep = SyncReport(per_annotator=queue_progress(ws.client, ws.settings, ws.roster, projects), notes=list(projects.notes))
-    _print_progress(rep)
+        srv = _local(ws, home)
+        read = srv.read_tasks if srv else None
+        rep = SyncReport(per_annotator=queue_progress(ws.client, ws.settings, ws.roster, projects, read), notes=list(projects.notes))
+        locks = _task_locks(ws, projects, home)
+    _print_progress(rep, locks)
     for note in rep.notes:
         console.print(f"note: {note}", markup=False)
 

@@ -36,6 +36,7 @@ from pipeline.errors import CantolabError, InputError
 
 HASH_COLUMN = "_row_hash"
 LEGACY_PART = re.compile(r"^part-\d{10}-[0-9a-f]{8}\.parquet$")
+MERGE_ABOVE_KEYS = 500  # an upsert writing more rows than this uses MERGE, not a replaceWhere key list
 MAX_ATTEMPTS = 12  # commits lost to other writers before giving up (backoff grows to ~2 s)
 COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # compacted data files grow to about this size
 DEFAULT_RETENTION_HOURS = 168  # vacuum keeps unreferenced files younger than a week
@@ -535,11 +536,21 @@ class Dataset:
             if not take:
                 return result
             batch = incoming.take(take)
-            predicate = key_predicate(key_cols, (in_keys[i] for i in take))
             info = {"op": "upsert", "inserted": inserted, "updated": updated, "deleted": 0}
+            commit = CommitProperties(custom_metadata={"cantolab": json.dumps(info)})
+            if len(take) > MERGE_ABOVE_KEYS:
+                # A key list this long is slow to plan as a replaceWhere predicate (2,000 keys: ~3 s)
+                # and from ~8,000 keys overflows delta-rs' stack (a segfault); MERGE joins instead.
+                on = " AND ".join(f"t.{c} = s.{c}" for c in key_cols)
+                dt.merge(
+                    batch, on, source_alias="s", target_alias="t", merge_schema=True, writer_properties=_writer(name),
+                    commit_properties=commit,
+                ).when_matched_update_all().when_not_matched_insert_all().execute()  # fmt: skip
+                return result
+            predicate = key_predicate(key_cols, (in_keys[i] for i in take))
             write_deltalake(
                 dt, batch, mode="overwrite", predicate=predicate, schema_mode="merge", writer_properties=_writer(name),
-                commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
+                commit_properties=commit,
             )  # fmt: skip
             return result
 

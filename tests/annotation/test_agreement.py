@@ -55,6 +55,19 @@ def test_bootstrap_interval_covers_kappa_and_narrows_with_more_clips():
     assert bootstrap_kappa(list(truth), list(noisy), LABELS, seed=0) == (lo, hi)  # seeded: reproducible
 
 
+def test_bootstrap_by_confusion_draws_matches_resampling_clips():
+    """Drawing the resampled confusion matrix (multinomial) is the clip bootstrap, not an approximation of another one."""
+    rng = np.random.default_rng(3)
+    truth = rng.choice(LABELS, size=300)
+    noisy = np.where(rng.random(300) < 0.7, truth, rng.choice(LABELS, size=300))
+    a, b = list(truth), list(noisy)
+    draws = np.random.default_rng(9).integers(0, 300, size=(4000, 300))
+    by_clip = [cohen_kappa([a[i] for i in d], [b[i] for i in d], LABELS) for d in draws]
+    lo, hi = np.percentile(by_clip, [2.5, 97.5])
+    lo_m, hi_m = bootstrap_kappa(a, b, LABELS, n_boot=4000, seed=0)
+    assert lo_m == pytest.approx(lo, abs=0.015) and hi_m == pytest.approx(hi, abs=0.015)
+
+
 def _annotations(rows):
     return pd.DataFrame(rows, columns=["clip_id", "annotator", "round", "style", "emotion"])
 

@@ -5,14 +5,16 @@ labels; idempotent re-sync."""
 from __future__ import annotations
 
 import pytest
+import requests
 from label_studio_sdk.core.api_error import ApiError
 from sklearn.metrics import cohen_kappa_score
 
 from annotation.agreement import cohen_kappa
-from annotation.client import service_email
+from annotation.client import service_email, user_ids
+from annotation.export import records_from_export
 from annotation.labeling import choice_result
 from annotation.resolve import first_round_pairs
-from annotation.sync import export_tasks, run_sync
+from annotation.sync import STATE_DIR, export_tasks, run_sync
 from tests.annotation.ls_fixtures import make_workflow
 
 STYLE = {"pop": "pop", "bel canto": "bel canto"}
@@ -167,11 +169,57 @@ def test_adjudication_decides_disagreements_and_resync_changes_nothing(labeled):
     n_rows = {t: wf.dataset.count(t) for t in ("annotations", "labels", "rejects")}
     tracebacks = wf.server.log_file.read_text(errors="replace").count("Invalid page.")
     again = _sync(wf)
+    assert again.nothing_new and not again.changed  # server and dataset as the last sync left them: nothing read
+    assert again.per_annotator == rep.per_annotator and again.pending_adjudication == 0
+    assert any("nothing new" in n for n in again.notes)
+    for state in (wf.document_root / STATE_DIR).glob("*.json"):
+        state.unlink()  # without the record of the last sync, everything is read again: still nothing changes
+    full = _sync(wf)
     assert wf.server.log_file.read_text(errors="replace").count("Invalid page.") == tracebacks  # no pager overrun
-    assert not again.changed
-    assert again.annotations["unchanged"] == 12 and again.labels["unchanged"] == 5
+    assert not full.nothing_new and not full.changed
+    assert full.annotations["unchanged"] == 12 and full.labels["unchanged"] == 5
     assert {pid: len(export_tasks(wf.org(pid), pid)) for pid in n_tasks} == n_tasks
     assert {t: wf.dataset.count(t) for t in n_rows} == n_rows
+
+
+def test_an_edited_label_is_not_missed_by_a_sync_with_nothing_new(labeled):
+    """The skip must not hide a change: an annotator changing a label they already submitted (no
+    new task, no new annotation) is read by the next sync."""
+    wf, *_ = labeled
+    _sync(wf)  # whatever ran before, this sync's view of the server is now recorded
+    ann = wf.dataset.to_pandas("annotations")
+    row = ann[(ann["round"] == "first") & (ann["style"] == wf.settings.labels.styles[0])].iloc[0]
+    new_style = _other(wf.settings.labels.styles, row["style"])
+    wf.client_for(row["annotator"]).annotations.update(
+        id=int(row["ls_annotation_id"]), result=[choice_result("style", new_style), choice_result("emotion", row["emotion"])]
+    )
+    rep = _sync(wf)
+    assert not rep.nothing_new and rep.annotations["updated"] == 1
+    after = wf.dataset.to_pandas("annotations").set_index(["clip_id", "annotator", "round"])
+    assert after.loc[(row["clip_id"], row["annotator"], "first"), "style"] == new_style
+    assert _sync(wf).nothing_new
+
+
+def test_bulk_read_from_the_database_equals_the_export_api(labeled):
+    """LocalServer.read_tasks (two SELECTs in the server's SQLite database) gives the sync exactly what the
+    export API gives: the same records, problems and skips for every project."""
+    wf, *_ = labeled
+    pids = [*wf.projects.first.values(), wf.projects.adjudication]
+    bulk = wf.server.read_tasks(pids)
+    known = set(wf.dataset.read("clips", columns=["clip_id"]).column("clip_id").to_pylist())
+    compared = 0
+    for pid in pids:
+        api = export_tasks(wf.org(pid), pid)
+        assert sorted(t["id"] for t in bulk[pid]) == sorted(t["id"] for t in api)
+        who = wf.projects.owner_of(pid) or wf.roster.adjudicator
+        args = dict(
+            project_id=pid, round="first", expected_annotator=who, known_clips=known, users=user_ids(wf.org(pid)), labels=wf.settings.labels
+        )
+        mine, theirs = records_from_export(bulk[pid], **args), records_from_export(api, **args)
+        assert sorted(map(repr, mine[0])) == sorted(map(repr, theirs[0]))
+        compared += len(mine[0])
+        assert sorted(map(repr, mine[1])) == sorted(map(repr, theirs[1])) and sorted(mine[2]) == sorted(theirs[2])
+    assert compared >= 10  # the fixture's labels, not empty projects
 
 
 def test_kappa_on_synced_pairs_equals_scikit_learn(labeled):
@@ -189,3 +237,22 @@ def test_no_token_or_password_in_the_server_log(labeled):
     token, password = wf.server.credentials()
     secrets = [token, password] + [v for u in wf.users.values() for v in u.values()]
     assert all(s not in log for s in secrets)
+
+
+def test_task_locks_are_counted_per_person(labeled):
+    """`annotate status`'s locked column: a task its owner opened (Label Studio's /next locks it) and
+    has not labeled, read from the local server's database (the API does not report locks)."""
+    wf, *_ = labeled
+    owner, pid = sorted(wf.projects.first.items())[0]
+    probe = {"clip_id": "clip-lock-probe", "audio": "/data/local-files/?d=x.flac", "transcript": "?", "asr_note": "?"}
+    wf.org(pid).projects.import_tasks(pid, request=[{"data": probe}])
+    try:
+        assert wf.server.task_locks([pid]) == {pid: {}}
+        r = requests.get(
+            f"{wf.settings.url}/api/projects/{pid}/next", headers={"Authorization": f"Token {wf.users[owner]['token']}"}, timeout=30
+        )
+        assert r.status_code == 200 and r.json()["data"]["clip_id"] == "clip-lock-probe"
+        assert wf.server.task_locks([pid]) == {pid: {owner: 1}}
+    finally:
+        task = next(t for t in export_tasks(wf.org(pid), pid) if t["data"]["clip_id"] == "clip-lock-probe")
+        wf.org(pid).tasks.delete(id=task["id"])

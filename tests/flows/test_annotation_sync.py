@@ -75,13 +75,14 @@ def test_setup_flow_cli_sync_and_report(env, prefect_harness):
         for t in export_tasks(client, pid):
             client.annotations.create(id=t["id"], result=[choice_result("style", "bel canto"), choice_result("emotion", "happy")])
 
-    res = runner.invoke(app, ["annotate", "sync", str(env["ds"].root), "--settings", env["settings"]])
+    res = runner.invoke(app, ["annotate", "sync", str(env["ds"].root), "--settings", env["settings"], "--home", str(server.home)])
     assert res.exit_code == 0, res.output
     for a in projects.first:
-        assert a in res.output  # the per-person table: done, skipped, waiting
-    res = runner.invoke(app, ["annotate", "status", "--settings", env["settings"]])
+        assert a in res.output  # the per-person table: done, skipped, waiting, locked
+    assert "locked: of the waiting tasks" in res.output  # read from the local server's database
+    res = runner.invoke(app, ["annotate", "status", "--settings", env["settings"]])  # another server's home: no locks
     assert res.exit_code == 0, res.output
-    assert "flow-a@example.org" in res.output and "waiting" in res.output
+    assert "flow-a@example.org" in res.output and "waiting" in res.output and "locked: n/a" in res.output
     labels = env["ds"].to_pandas("labels")
     assert len(labels) == 3 and set(labels.resolution) == {"agreed"} and set(labels["style"]) == {"bel canto"}
 
@@ -91,7 +92,8 @@ def test_setup_flow_cli_sync_and_report(env, prefect_harness):
     assert (out / "agreement.md").exists() and (out / "confusion_style.png").exists()
 
     again = annotation_sync_flow(dataset=str(env["ds"].root), settings_path=env["settings"])
-    assert again["annotations"] == {"inserted": 0, "updated": 0, "unchanged": 6}
+    assert again["nothing_new"]  # server and dataset as the CLI's sync left them: nothing read or written
+    assert again["annotations"] == {"inserted": 0, "updated": 0, "unchanged": 0} and again["per_annotator"]
     assert sum(again["tasks_created"].values()) == 0 and again["labels"]["inserted"] == 0
 
 

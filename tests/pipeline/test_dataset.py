@@ -454,3 +454,23 @@ def test_audio_bytes_are_not_copied_into_parquet_footers(tmp_dataset):
     stats = meta.row_group(0).column(names.index("audio_flac")).statistics
     assert stats is None or not stats.has_min_max
     assert tmp_dataset.read("clips", ["audio_flac"]).column(0).to_pylist() == [audio] * 3
+
+
+def test_bulk_upsert_merges_instead_of_listing_keys(tmp_path, monkeypatch):
+    """Past MERGE_ABOVE_KEYS rows an upsert is a MERGE (a replaceWhere list of ~8,000 composite keys
+    crashed delta-rs): same inserts, updates and no duplicate keys as the key-list path."""
+    import pipeline.dataset.store as store
+
+    monkeypatch.setattr(store, "MERGE_ABOVE_KEYS", 10)
+    ds = Dataset(tmp_path / "ds")
+    rows = [{"clip_id": f"c{i // 2}", "annotator": f"a{i % 2}@x", "round": "first", "style": "pop", "emotion": "sad"} for i in range(60)]
+    assert ds.upsert("annotations", rows[:5]).inserted == 5  # the key-list path
+    r = ds.upsert("annotations", rows)  # 55 new rows: MERGE
+    assert (r.inserted, r.updated, r.unchanged) == (55, 0, 5)
+    changed = [dict(row, style="bel canto") if i % 3 == 0 else row for i, row in enumerate(rows)]
+    r = ds.upsert("annotations", changed)
+    assert (r.inserted, r.updated, r.unchanged) == (0, 20, 40)
+    df = ds.to_pandas("annotations")
+    assert len(df) == 60 and not df.duplicated(["clip_id", "annotator", "round"]).any()
+    assert (df["style"] == "bel canto").sum() == 20
+    assert ds.upsert("annotations", changed).unchanged == 60  # idempotent: no commit
