@@ -9,6 +9,10 @@ is a version that can be read again (`Dataset(uri, version=…)`).
 A keyed upsert reads only the key and row-hash columns, writes just the rows that are new or
 changed, and replaces those keys in one commit (`replaceWhere` on the keys, which also makes a
 concurrent writer of the same keys conflict and retry). Identical rows make no commit at all.
+Data files never change once written, so the key and hash columns read from each are kept in
+memory: a process that upserts again reads only the files added since (the cost of a batch does
+not grow with the table). Large binary columns (audio, features) carry no Parquet statistics: their
+min/max would put two whole clips into every file footer, which every reader fetches.
 Readers go through the log, so a data file left by a killed writer is never read.
 """
 
@@ -19,7 +23,9 @@ import json
 import os
 import random
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +33,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+import pyarrow.compute as pc
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
 from pipeline.dataset.schemas import INTERNAL_SCHEMAS, KEYS, SCHEMA_VERSION, SCHEMAS, VOLATILE
@@ -37,12 +44,15 @@ HASH_COLUMN = "_row_hash"
 LEGACY_PART = re.compile(r"^part-\d{10}-[0-9a-f]{8}\.parquet$")
 MAX_ATTEMPTS = 12  # commits lost to other writers before giving up (backoff grows to ~2 s)
 COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # compacted data files grow to about this size
+COMPACT_MIN_FILES = 4  # small files merged once there are this many (or half a target's worth)
+KEY_CACHE_FILES = 4096  # data files whose key/hash columns stay in memory (a few MB)
 DEFAULT_RETENTION_HOURS = 168  # vacuum keeps unreferenced files younger than a week
 TABLE_CONFIG = {
     "delta.enableExpiredLogCleanup": "false",  # old versions stay readable until vacuumed
     "delta.checkpointInterval": "10",  # opening a table replays at most ~10 commits (each a GET on S3)
 }
-_WRITER = WriterProperties(compression="ZSTD")
+_BLOB = ColumnProperties(statistics_enabled="NONE", dictionary_enabled=False)  # unique, incompressible
+_WRITER = WriterProperties(compression="ZSTD", column_properties={"audio_flac": _BLOB, "frames": _BLOB})
 T = TypeVar("T")
 
 
@@ -148,6 +158,29 @@ def key_predicate(key_cols: tuple[str, ...], keys: Iterable[tuple]) -> str:
     if len(key_cols) == 1:
         return f"{key_cols[0]} IN ({', '.join(_sql_literal(k[0]) for k in keys)})"
     return " OR ".join("(" + " AND ".join(f"{c} = {_sql_literal(v)}" for c, v in zip(key_cols, k)) + ")" for k in keys)
+
+
+class _KeyCache:
+    """Key and row-hash columns per data file (immutable once written), least recently used out."""
+
+    def __init__(self, capacity: int = KEY_CACHE_FILES):
+        self.capacity, self._lock, self._files = capacity, threading.Lock(), OrderedDict()
+
+    def get(self, path: str) -> pa.Table | None:
+        with self._lock:
+            table = self._files.get(path)
+            if table is not None:
+                self._files.move_to_end(path)
+            return table
+
+    def put(self, path: str, table: pa.Table) -> None:
+        with self._lock:
+            self._files[path] = table
+            while len(self._files) > self.capacity:
+                self._files.popitem(last=False)
+
+
+_KEYS_SEEN = _KeyCache()
 
 
 def _local_path(root: str) -> str | None:
@@ -315,21 +348,47 @@ class Dataset:
         )
 
     # ---------- reading
-    def _scan(self, dt: DeltaTable, columns: list[str]) -> pa.Table:
-        """The version's data files (from its log) read by Arrow's own filesystem. delta-rs'
-        `to_pyarrow_table` reads through a Python filesystem bridge whose threads abort the process
-        at interpreter exit ("terminate called without an active exception", 26 of 40 bare runs here)."""
+    def _data_files(self, dt: DeltaTable) -> list[tuple[str, int]]:
+        """The version's data files (from its log) as Arrow filesystem paths, with their sizes."""
+        actions = pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"]).to_pydict()
+        base = dt.table_uri.rstrip("/")
+        base = base.split("://", 1)[1] if "://" in base else base
+        return [(f"{base}/{p}" if "://" not in p else p.split("://", 1)[1], s) for p, s in zip(actions["path"], actions["size_bytes"])]
+
+    def _scan(self, dt: DeltaTable, columns: list[str], files: list[tuple[str, int]] | None = None) -> pa.Table:
+        """The version's data files read by Arrow's own filesystem. delta-rs' `to_pyarrow_table`
+        reads through a Python filesystem bridge whose threads abort the process at interpreter exit
+        ("terminate called without an active exception", 26 of 40 bare runs here). The log's file
+        sizes are handed over, which saves a HEAD request per file on S3."""
         import pyarrow.dataset as pds
 
         schema = pa.schema(dt.schema())
         filesystem, _ = self._filesystem()
-        files = [u.split("://", 1)[1] if "://" in u else u for u in dt.file_uris()]
-        present = [c for c in columns if c in schema.names]
-        return pds.dataset(files, format="parquet", schema=schema, filesystem=filesystem).to_table(columns=present)
+        fmt = pds.ParquetFileFormat()
+        files = self._data_files(dt) if files is None else files
+        fragments = [fmt.make_fragment(path, filesystem=filesystem, file_size=size) for path, size in files]
+        present = [c for c in columns if c in schema.names or c == "__filename"]
+        return pds.FileSystemDataset(fragments, schema, fmt, filesystem).to_table(columns=present)
 
-    def _read_raw(self, name: str, dt: DeltaTable, columns: list[str]) -> pa.Table:
+    def _key_hashes(self, name: str, dt: DeltaTable) -> pa.Table:
+        """Key and row-hash columns of the version's rows; only files not seen before are read."""
+        cols = [*KEYS[name], HASH_COLUMN]
+        files = self._data_files(dt)
+        cached = {path: _KEYS_SEEN.get(path) for path, _ in files}
+        missing = [(path, size) for path, size in files if cached[path] is None]
+        if missing:  # one parallel scan, split per file by Arrow's `__filename` field
+            fresh = self._read_raw(name, dt, [*cols, "__filename"], missing)
+            names = fresh.column("__filename")
+            fresh = fresh.drop_columns(["__filename"])
+            for path, _ in missing:
+                cached[path] = fresh.filter(pc.equal(names, path))
+                _KEYS_SEEN.put(path, cached[path])
+        tables = [cached[path] for path, _ in files]
+        return pa.concat_tables(tables) if tables else self._read_raw(name, dt, cols, [])
+
+    def _read_raw(self, name: str, dt: DeltaTable, columns: list[str], files: list[tuple[str, int]] | None = None) -> pa.Table:
         try:
-            table = self._scan(dt, columns)
+            table = self._scan(dt, columns, files)
         except (OSError, pa.ArrowException, DeltaError) as exc:
             raise DatasetError(f"{name}: a data file of {self.table_uri(name)} version {dt.version()} cannot be read ({exc})") from None
         schema = _schema(name)
@@ -390,7 +449,7 @@ class Dataset:
 
         def attempt() -> UpsertResult:
             dt = self._writable(name)
-            meta = self._read_raw(name, dt, [*key_cols, HASH_COLUMN])
+            meta = self._key_hashes(name, dt)
             existing = dict(zip(_keys_of(meta, key_cols), meta.column(HASH_COLUMN).to_pylist()))
             take, inserted, updated = [], 0, 0
             for i, (key, h) in enumerate(zip(in_keys, hashes)):
@@ -425,7 +484,7 @@ class Dataset:
             dt = self._open(name, current=True) if self.version is None else self._writable(name)
             if dt is None:
                 return 0
-            meta = self._read_raw(name, dt, list(KEYS[name]))
+            meta = self._key_hashes(name, dt)
             present = doomed & set(_keys_of(meta, KEYS[name]))
             if not present:
                 return 0
@@ -442,8 +501,10 @@ class Dataset:
         """Merge a table's small data files (Delta optimize) when it has more than `max_parts`.
 
         Per-take upserts leave one small file each; a long-running flow compacts at its end. Only
-        files under half the target size are merged, so the work per compaction is bounded by the
-        target size, not by the table (a table of audio grows by whole files that are left alone).
+        files under half the target size are merged, and only once there are COMPACT_MIN_FILES of
+        them or half a target's worth: the work per compaction is bounded by the target size, not
+        by the table (a table of audio grows by whole files that are left alone), and each byte is
+        rewritten about once instead of a growing file being rewritten after every batch.
         The old files stay until `vacuum` (earlier versions still read them). Returns files removed.
         """
 
@@ -452,7 +513,10 @@ class Dataset:
             if dt is None:
                 return 0
             sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
-            if len(sizes) <= max_parts or sum(s < COMPACT_TARGET_BYTES // 2 for s in sizes) <= 1:
+            small = [s for s in sizes if s < COMPACT_TARGET_BYTES // 2]
+            if len(sizes) <= max_parts or len(small) <= 1:
+                return 0
+            if len(small) < COMPACT_MIN_FILES and sum(small) < COMPACT_TARGET_BYTES // 2:
                 return 0
             metrics = dt.optimize.compact(target_size=COMPACT_TARGET_BYTES, writer_properties=_WRITER)
             return int(metrics.get("numFilesRemoved", 0))
