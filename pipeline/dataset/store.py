@@ -6,9 +6,12 @@ conditional put on S3), so several processes on several machines may write at on
 optimistic concurrency, and a commit that lost a race is retried here with backoff. Every commit
 is a version that can be read again (`Dataset(uri, version=…)`).
 
-A keyed upsert reads only the key and row-hash columns, writes just the rows that are new or
-changed, and replaces those keys in one commit (`replaceWhere` on the keys, which also makes a
-concurrent writer of the same keys conflict and retry). Identical rows make no commit at all.
+A keyed upsert reads only the key and row-hash columns and writes just the rows that are new or
+changed, in one commit: new keys are appended, changed ones replaced (`replaceWhere` on their keys).
+Identical rows make no commit at all. Every commit that changes rows also carries a Delta
+application transaction (`txn`, app id `cantolab/<table>`): two such commits made from the same
+version conflict, so a writer that raced another redoes its read and never adds a key twice —
+without the append having to scan every data file for the keys, as `replaceWhere` does.
 Data files never change once written, so the key and hash columns read from each are kept in
 memory: a process that upserts again reads only the files added since (the cost of a batch does
 not grow with the table). Large binary columns (audio, features) carry no Parquet statistics: their
@@ -34,7 +37,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
 from pipeline.dataset.schemas import INTERNAL_SCHEMAS, KEYS, SCHEMA_VERSION, SCHEMAS, VOLATILE
@@ -69,6 +72,14 @@ class UpsertResult:
     @property
     def written(self) -> int:
         return self.inserted + self.updated
+
+
+def _commit(name: str, dt: DeltaTable, info: dict) -> CommitProperties:
+    """Commit metadata for a row change: our counts, and the table's application transaction that
+    makes any two row changes from the same read version conflict (see the module docstring)."""
+    return CommitProperties(
+        custom_metadata={"cantolab": json.dumps(info)}, app_transactions=[Transaction(f"cantolab/{name}", dt.version() + 1)]
+    )
 
 
 def _now() -> datetime:
@@ -463,11 +474,14 @@ class Dataset:
             if not take:
                 return result
             batch = incoming.take(take)
-            predicate = key_predicate(key_cols, (in_keys[i] for i in take))
             info = {"op": "upsert", "inserted": inserted, "updated": updated, "deleted": 0}
+            if updated:  # rows to replace: delta-rs finds the files that hold them
+                mode, predicate = "overwrite", key_predicate(key_cols, (in_keys[i] for i in take))
+            else:  # only new keys: nothing to find; a racing writer of the same keys conflicts on the txn
+                mode, predicate = "append", None
             write_deltalake(
-                dt, batch, mode="overwrite", predicate=predicate, schema_mode="merge", writer_properties=_WRITER,
-                commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
+                dt, batch, mode=mode, predicate=predicate, schema_mode="merge", writer_properties=_WRITER,
+                commit_properties=_commit(name, dt, info),
             )  # fmt: skip
             return result
 
@@ -491,7 +505,7 @@ class Dataset:
             info = {"op": "delete", "inserted": 0, "updated": 0, "deleted": len(present)}
             metrics = dt.delete(
                 key_predicate(KEYS[name], sorted(present, key=str)), writer_properties=_WRITER,
-                commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
+                commit_properties=_commit(name, dt, info),
             )  # fmt: skip
             return int(metrics.get("num_deleted_rows", len(present)))
 
