@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks.common import write_result
 
 BATCH = 100
-REPEATS = 4  # Delta: one compaction cycle (4 small files) per size
+REPEATS = 8  # Delta: two compaction cycles (4 small files each) per size
 FILL_BATCH = 1000
 
 
@@ -166,7 +166,7 @@ def phase_fill(kind: str, root: str, env: dict, start: int, size: int, blob_size
     """Grow clips (and labels) to `size` rows in batches, then compact as the ingest flow does."""
     ds = _open(kind, root, env)
     while start < size:
-        n = min(FILL_BATCH, size - start)
+        n = size - start if size - start < FILL_BATCH * 3 // 2 else FILL_BATCH  # no small last file
         rows = clip_rows("fill", start, n, blob_size)
         ds.upsert("clips", rows)
         ds.upsert("labels", label_rows(rows))

@@ -153,6 +153,17 @@ def _keys_of(table: pa.Table, key_cols: tuple[str, ...]) -> list[tuple]:
     return list(zip(*(table.column(k).to_pylist() for k in key_cols)))
 
 
+def _stored_hashes(stored: pa.Table, incoming: pa.Table, key_cols: tuple[str, ...]) -> list[str | None]:
+    """The stored row hash of each incoming row's key (None: a new key). A single key column is
+    looked up in Arrow, so the work per upsert in Python is the batch's, not the table's."""
+    if len(key_cols) == 1:
+        (key,) = key_cols
+        positions = pc.index_in(incoming.column(key), value_set=stored.column(key).combine_chunks())
+        return stored.column(HASH_COLUMN).combine_chunks().take(positions).to_pylist()
+    existing = dict(zip(_keys_of(stored, key_cols), stored.column(HASH_COLUMN).to_pylist()))
+    return [existing.get(k) for k in _keys_of(incoming, key_cols)]
+
+
 def _sql_literal(value) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
@@ -460,14 +471,13 @@ class Dataset:
 
         def attempt() -> UpsertResult:
             dt = self._writable(name)
-            meta = self._key_hashes(name, dt)
-            existing = dict(zip(_keys_of(meta, key_cols), meta.column(HASH_COLUMN).to_pylist()))
+            old = _stored_hashes(self._key_hashes(name, dt), incoming, key_cols)
             take, inserted, updated = [], 0, 0
-            for i, (key, h) in enumerate(zip(in_keys, hashes)):
-                if key not in existing:
+            for i, (was, h) in enumerate(zip(old, hashes)):
+                if was is None:
                     inserted += 1
                     take.append(i)
-                elif existing[key] != h:
+                elif was != h:
                     updated += 1
                     take.append(i)
             result = UpsertResult(inserted, updated, incoming.num_rows - inserted - updated)
