@@ -370,14 +370,20 @@ class Dataset:
         )
 
     # ---------- reading
-    def _data_files(self, dt: DeltaTable) -> list[tuple[str, int]]:
+    def _data_files(self, name: str, dt: DeltaTable) -> list[tuple[str, int]]:
         """The version's data files (from its log) as Arrow filesystem paths, with their sizes."""
-        actions = pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"]).to_pydict()
-        base = dt.table_uri.rstrip("/")
-        base = base.split("://", 1)[1] if "://" in base else base
-        return [(f"{base}/{p}" if "://" not in p else p.split("://", 1)[1], s) for p, s in zip(actions["path"], actions["size_bytes"])]
+        from urllib.parse import unquote
 
-    def _scan(self, dt: DeltaTable, columns: list[str], files: list[tuple[str, int]] | None = None) -> pa.Table:
+        actions = pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"]).to_pydict()
+        base = self.table_uri(name)  # not dt.table_uri, which is percent-encoded
+        base = base.split("://", 1)[1] if "://" in base else base
+        out = []
+        for path, size in zip(actions["path"], actions["size_bytes"]):
+            path = unquote(path)  # the log holds relative paths as URI-encoded strings
+            out.append((path.split("://", 1)[1] if "://" in path else f"{base}/{path}", size))
+        return out
+
+    def _scan(self, name: str, dt: DeltaTable, columns: list[str], files: list[tuple[str, int]] | None = None) -> pa.Table:
         """The version's data files read by Arrow's own filesystem. delta-rs' `to_pyarrow_table`
         reads through a Python filesystem bridge whose threads abort the process at interpreter exit
         ("terminate called without an active exception", 26 of 40 bare runs here). The log's file
@@ -387,7 +393,7 @@ class Dataset:
         schema = pa.schema(dt.schema())
         filesystem, _ = self._filesystem()
         fmt = pds.ParquetFileFormat()
-        files = self._data_files(dt) if files is None else files
+        files = self._data_files(name, dt) if files is None else files
         fragments = [fmt.make_fragment(path, filesystem=filesystem, file_size=size) for path, size in files]
         present = [c for c in columns if c in schema.names or c == "__filename"]
         return pds.FileSystemDataset(fragments, schema, fmt, filesystem).to_table(columns=present)
@@ -395,7 +401,7 @@ class Dataset:
     def _key_hashes(self, name: str, dt: DeltaTable) -> pa.Table:
         """Key and row-hash columns of the version's rows; only files not seen before are read."""
         cols = [*KEYS[name], HASH_COLUMN]
-        files = self._data_files(dt)
+        files = self._data_files(name, dt)
         cached = {path: _KEYS_SEEN.get(path) for path, _ in files}
         missing = [(path, size) for path, size in files if cached[path] is None]
         if missing:  # one parallel scan, split per file by Arrow's `__filename` field
@@ -410,7 +416,7 @@ class Dataset:
 
     def _read_raw(self, name: str, dt: DeltaTable, columns: list[str], files: list[tuple[str, int]] | None = None) -> pa.Table:
         try:
-            table = self._scan(dt, columns, files)
+            table = self._scan(name, dt, columns, files)
         except (OSError, pa.ArrowException, DeltaError) as exc:
             raise DatasetError(f"{name}: a data file of {self.table_uri(name)} version {dt.version()} cannot be read ({exc})") from None
         schema = _schema(name)

@@ -404,6 +404,16 @@ def test_unsupported_url_is_refused(tmp_path):
     assert Dataset(tmp_path / "ds").count("labels") == 2
 
 
+def test_folder_with_spaces_and_accents(tmp_path):
+    """The log's paths are URI-encoded; the store reads the files by their real names."""
+    ds = Dataset(tmp_path / "Studio B é" / "data set")
+    ds.upsert("labels", _labels(3))
+    assert ds.upsert("labels", _labels(3)).written == 0  # keys found in the existing file
+    assert ds.upsert("labels", _labels(3, style="sad")).updated == 3
+    assert ds.delete("labels", [("c000",)]) == 1
+    assert sorted(r["style"] for r in ds.read("labels").to_pylist()) == ["sad", "sad"]
+
+
 def test_rejects_and_summary(tmp_dataset, real_rows):
     takes, clips = real_rows
     tmp_dataset.upsert("takes", takes)
