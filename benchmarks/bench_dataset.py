@@ -17,7 +17,7 @@ The previous store (`benchmarks/legacy_store/`, the hand-written Parquet-parts s
 fefe213^, kept for this comparison only) runs the same phases in the same run: its compaction
 merges every part into one, so it runs at 1k and 10k rows on disk and 1k on S3 by default
 (`CANTOLAB_BENCH_LEGACY_SIZES_DISK`, `_S3`); its batch cost grows with the table and its compaction
-holds the whole table in memory (3.4 GB peak at 10k rows).
+holds the whole table in memory (3.4–3.9 GB peak at 10k rows).
 
 Figures with their load averages are in README ("The dataset") and bench-results/dataset.json.
 """
