@@ -6,9 +6,16 @@ conditional put on S3), so several processes on several machines may write at on
 optimistic concurrency, and a commit that lost a race is retried here with backoff. Every commit
 is a version that can be read again (`Dataset(uri, version=…)`).
 
-A keyed upsert reads only the key and row-hash columns, writes just the rows that are new or
-changed, and replaces those keys in one commit (`replaceWhere` on the keys, which also makes a
-concurrent writer of the same keys conflict and retry). Identical rows make no commit at all.
+A keyed upsert reads only the key and row-hash columns and writes just the rows that are new or
+changed, in one commit: new keys are appended, changed ones replaced (`replaceWhere` on their keys).
+Identical rows make no commit at all. Every commit that changes rows also carries a Delta
+application transaction (`txn`, app id `cantolab/<table>`): two such commits made from the same
+version conflict, so a writer that raced another redoes its read and never adds a key twice —
+without the append having to scan every data file for the keys, as `replaceWhere` does.
+Data files never change once written, so the key and hash columns read from each are kept in
+memory: a process that upserts again reads only the files added since (the cost of a batch does
+not grow with the table). Large binary columns (audio, features) carry no Parquet statistics: their
+min/max would put two whole clips into every file footer, which every reader fetches.
 Readers go through the log, so a data file left by a killed writer is never read.
 """
 
@@ -20,7 +27,9 @@ import logging
 import os
 import random
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +37,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
-from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
+import pyarrow.compute as pc
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
 from pipeline.dataset.schemas import INTERNAL_SCHEMAS, KEYS, SCHEMA_VERSION, SCHEMAS, VOLATILE
@@ -39,6 +49,8 @@ LEGACY_PART = re.compile(r"^part-\d{10}-[0-9a-f]{8}\.parquet$")
 MERGE_ABOVE_KEYS = 500  # an upsert writing more rows than this uses MERGE, not a replaceWhere key list
 MAX_ATTEMPTS = 12  # commits lost to other writers before giving up (backoff grows to ~2 s)
 COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # compacted data files grow to about this size
+COMPACT_MIN_FILES = 4  # small files merged once there are this many (or half a target's worth)
+KEY_CACHE_FILES = 4096  # data files whose key/hash columns stay in memory (a few MB)
 DEFAULT_RETENTION_HOURS = 168  # vacuum keeps unreferenced files younger than a week
 TABLE_CONFIG = {
     "delta.enableExpiredLogCleanup": "false",  # old versions stay readable until vacuumed
@@ -115,6 +127,14 @@ class UpsertResult:
         return self.inserted + self.updated
 
 
+def _commit(name: str, dt: DeltaTable, info: dict) -> CommitProperties:
+    """Commit metadata for a row change: our counts, and the table's application transaction that
+    makes any two row changes from the same read version conflict (see the module docstring)."""
+    return CommitProperties(
+        custom_metadata={"cantolab": json.dumps(info)}, app_transactions=[Transaction(f"cantolab/{name}", dt.version() + 1)]
+    )
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -186,6 +206,17 @@ def _keys_of(table: pa.Table, key_cols: tuple[str, ...]) -> list[tuple]:
     return list(zip(*(table.column(k).to_pylist() for k in key_cols)))
 
 
+def _stored_hashes(stored: pa.Table, incoming: pa.Table, key_cols: tuple[str, ...]) -> list[str | None]:
+    """The stored row hash of each incoming row's key (None: a new key). A single key column is
+    looked up in Arrow, so the work per upsert in Python is the batch's, not the table's."""
+    if len(key_cols) == 1:
+        (key,) = key_cols
+        positions = pc.index_in(incoming.column(key), value_set=stored.column(key).combine_chunks())
+        return stored.column(HASH_COLUMN).combine_chunks().take(positions).to_pylist()
+    existing = dict(zip(_keys_of(stored, key_cols), stored.column(HASH_COLUMN).to_pylist()))
+    return [existing.get(k) for k in _keys_of(incoming, key_cols)]
+
+
 def _sql_literal(value) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
@@ -209,6 +240,29 @@ def key_predicate(key_cols: tuple[str, ...], keys: Iterable[tuple]) -> str:
         for prefix, values in groups.items()
     ]
     return terms[0] if len(terms) == 1 else " OR ".join(f"({t})" for t in terms)
+
+
+class _KeyCache:
+    """Key and row-hash columns per data file (immutable once written), least recently used out."""
+
+    def __init__(self, capacity: int = KEY_CACHE_FILES):
+        self.capacity, self._lock, self._files = capacity, threading.Lock(), OrderedDict()
+
+    def get(self, path: str) -> pa.Table | None:
+        with self._lock:
+            table = self._files.get(path)
+            if table is not None:
+                self._files.move_to_end(path)
+            return table
+
+    def put(self, path: str, table: pa.Table) -> None:
+        with self._lock:
+            self._files[path] = table
+            while len(self._files) > self.capacity:
+                self._files.popitem(last=False)
+
+
+_KEYS_SEEN = _KeyCache()
 
 
 def _local_path(root: str) -> str | None:
@@ -411,20 +465,36 @@ class Dataset:
         )
 
     # ---------- reading
-    def _arrow_dataset(self, dt: DeltaTable):
-        """The version's data files (from its log) as an Arrow dataset on Arrow's own filesystem. delta-rs'
-        `to_pyarrow_table` reads through a Python filesystem bridge whose threads abort the process
-        at interpreter exit ("terminate called without an active exception", 26 of 40 bare runs here)."""
+    def _data_files(self, name: str, dt: DeltaTable) -> list[tuple[str, int]]:
+        """The version's data files (from its log) as Arrow filesystem paths, with their sizes."""
+        from urllib.parse import unquote
+
+        actions = pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"]).to_pydict()
+        base = self.table_uri(name)  # not dt.table_uri, which is percent-encoded
+        base = base.split("://", 1)[1] if "://" in base else base
+        out = []
+        for path, size in zip(actions["path"], actions["size_bytes"]):
+            path = unquote(path)  # the log holds relative paths as URI-encoded strings
+            out.append((path.split("://", 1)[1] if "://" in path else f"{base}/{path}", size))
+        return out
+
+    def _arrow_dataset(self, name: str, dt: DeltaTable, files: list[tuple[str, int]] | None = None):
+        """The version's data files read by Arrow's own filesystem. delta-rs' `to_pyarrow_table`
+        reads through a Python filesystem bridge whose threads abort the process at interpreter exit
+        ("terminate called without an active exception", 26 of 40 bare runs here). The log's file
+        sizes are handed over, which saves a HEAD request per file on S3."""
         import pyarrow.dataset as pds
 
         schema = pa.schema(dt.schema())
         filesystem, _ = self._filesystem()
-        files = [u.split("://", 1)[1] if "://" in u else u for u in dt.file_uris()]
-        return pds.dataset(files, format="parquet", schema=schema, filesystem=filesystem)
+        fmt = pds.ParquetFileFormat()
+        files = self._data_files(name, dt) if files is None else files
+        fragments = [fmt.make_fragment(path, filesystem=filesystem, file_size=size) for path, size in files]
+        return pds.FileSystemDataset(fragments, schema, fmt, filesystem)
 
-    def _scan(self, dt: DeltaTable, columns: list[str]) -> pa.Table:
-        data = self._arrow_dataset(dt)
-        return data.to_table(columns=[c for c in columns if c in data.schema.names])
+    def _scan(self, name: str, dt: DeltaTable, columns: list[str], files: list[tuple[str, int]] | None = None) -> pa.Table:
+        data = self._arrow_dataset(name, dt, files)
+        return data.to_table(columns=[c for c in columns if c in data.schema.names or c == "__filename"])
 
     def scan(
         self, name: str, columns: list[str], where: dict[str, Iterable] | None = None, batch_rows: int = 256
@@ -432,12 +502,10 @@ class Dataset:
         """The table's rows (at the pinned version) in record batches of at most `batch_rows`, only those
         whose column values are in `where` ({column: values}): a reader holds one batch, not the table
         (training reads clips' audio and encoder states this way). Order is the files', not the key's."""
-        import pyarrow.compute as pc
-
         dt = self._open(name)
         if dt is None:
             return
-        data = self._arrow_dataset(dt)
+        data = self._arrow_dataset(name, dt)
         missing = [c for c in [*columns, *(where or {})] if c not in data.schema.names]
         if missing:
             raise DatasetError(f"{name}: {self.table_uri(name)} has no column(s) {', '.join(missing)}")
@@ -453,9 +521,25 @@ class Dataset:
         except (OSError, pa.ArrowException) as exc:
             raise DatasetError(f"{name}: a data file of {self.table_uri(name)} version {dt.version()} cannot be read ({exc})") from None
 
-    def _read_raw(self, name: str, dt: DeltaTable, columns: list[str]) -> pa.Table:
+    def _key_hashes(self, name: str, dt: DeltaTable) -> pa.Table:
+        """Key and row-hash columns of the version's rows; only files not seen before are read."""
+        cols = [*KEYS[name], HASH_COLUMN]
+        files = self._data_files(name, dt)
+        cached = {path: _KEYS_SEEN.get(path) for path, _ in files}
+        missing = [(path, size) for path, size in files if cached[path] is None]
+        if missing:  # one parallel scan, split per file by Arrow's `__filename` field
+            fresh = self._read_raw(name, dt, [*cols, "__filename"], missing)
+            names = fresh.column("__filename")
+            fresh = fresh.drop_columns(["__filename"])
+            for path, _ in missing:
+                cached[path] = fresh.filter(pc.equal(names, path))
+                _KEYS_SEEN.put(path, cached[path])
+        tables = [cached[path] for path, _ in files]
+        return pa.concat_tables(tables) if tables else self._read_raw(name, dt, cols, [])
+
+    def _read_raw(self, name: str, dt: DeltaTable, columns: list[str], files: list[tuple[str, int]] | None = None) -> pa.Table:
         try:
-            table = self._scan(dt, columns)
+            table = self._scan(name, dt, columns, files)
         except (OSError, pa.ArrowException, DeltaError) as exc:
             if not self._local and is_store_unreachable(exc):
                 raise
@@ -522,14 +606,13 @@ class Dataset:
 
         def attempt() -> UpsertResult:
             dt = self._writable(name)
-            meta = self._read_raw(name, dt, [*key_cols, HASH_COLUMN])
-            existing = dict(zip(_keys_of(meta, key_cols), meta.column(HASH_COLUMN).to_pylist()))
+            old = _stored_hashes(self._key_hashes(name, dt), incoming, key_cols)
             take, inserted, updated = [], 0, 0
-            for i, (key, h) in enumerate(zip(in_keys, hashes)):
-                if key not in existing:
+            for i, (was, h) in enumerate(zip(old, hashes)):
+                if was is None:
                     inserted += 1
                     take.append(i)
-                elif existing[key] != h:
+                elif was != h:
                     updated += 1
                     take.append(i)
             result = UpsertResult(inserted, updated, incoming.num_rows - inserted - updated)
@@ -537,7 +620,12 @@ class Dataset:
                 return result
             batch = incoming.take(take)
             info = {"op": "upsert", "inserted": inserted, "updated": updated, "deleted": 0}
-            commit = CommitProperties(custom_metadata={"cantolab": json.dumps(info)})
+            commit = _commit(name, dt, info)
+            if not updated:  # only new keys: nothing to find; a racing writer of the same keys conflicts on the txn
+                write_deltalake(
+                    dt, batch, mode="append", schema_mode="merge", writer_properties=_writer(name), commit_properties=commit
+                )  # fmt: skip
+                return result
             if len(take) > MERGE_ABOVE_KEYS:
                 # A key list this long is slow to plan as a replaceWhere predicate (2,000 keys: ~3 s)
                 # and from ~8,000 keys overflows delta-rs' stack (a segfault); MERGE joins instead.
@@ -547,6 +635,7 @@ class Dataset:
                     commit_properties=commit,
                 ).when_matched_update_all().when_not_matched_insert_all().execute()  # fmt: skip
                 return result
+            # rows to replace: delta-rs finds the files that hold them
             predicate = key_predicate(key_cols, (in_keys[i] for i in take))
             write_deltalake(
                 dt, batch, mode="overwrite", predicate=predicate, schema_mode="merge", writer_properties=_writer(name),
@@ -567,14 +656,14 @@ class Dataset:
             dt = self._open(name, current=True) if self.version is None else self._writable(name)
             if dt is None:
                 return 0
-            meta = self._read_raw(name, dt, list(KEYS[name]))
+            meta = self._key_hashes(name, dt)
             present = doomed & set(_keys_of(meta, KEYS[name]))
             if not present:
                 return 0
             info = {"op": "delete", "inserted": 0, "updated": 0, "deleted": len(present)}
             metrics = dt.delete(
                 key_predicate(KEYS[name], sorted(present, key=str)), writer_properties=_writer(name),
-                commit_properties=CommitProperties(custom_metadata={"cantolab": json.dumps(info)}),
+                commit_properties=_commit(name, dt, info),
             )  # fmt: skip
             return int(metrics.get("num_deleted_rows", len(present)))
 
@@ -584,8 +673,10 @@ class Dataset:
         """Merge a table's small data files (Delta optimize) when it has more than `max_parts`.
 
         Per-take upserts leave one small file each; a long-running flow compacts at its end. Only
-        files under half the target size are merged, so the work per compaction is bounded by the
-        target size, not by the table (a table of audio grows by whole files that are left alone).
+        files under half the target size are merged, and only once there are COMPACT_MIN_FILES of
+        them or half a target's worth: the work per compaction is bounded by the target size, not
+        by the table (a table of audio grows by whole files that are left alone), and each byte is
+        rewritten about once instead of a growing file being rewritten after every batch.
         The old files stay until `vacuum` (earlier versions still read them). Returns files removed.
         """
 
@@ -594,7 +685,10 @@ class Dataset:
             if dt is None:
                 return 0
             sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
-            if len(sizes) <= max_parts or sum(s < COMPACT_TARGET_BYTES // 2 for s in sizes) <= 1:
+            small = [s for s in sizes if s < COMPACT_TARGET_BYTES // 2]
+            if len(sizes) <= max_parts or len(small) <= 1:
+                return 0
+            if len(small) < COMPACT_MIN_FILES and sum(small) < COMPACT_TARGET_BYTES // 2:
                 return 0
             metrics = dt.optimize.compact(
                 target_size=COMPACT_TARGET_BYTES, max_concurrent_tasks=1, writer_properties=_writer(name)

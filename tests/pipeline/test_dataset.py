@@ -298,6 +298,32 @@ def test_conflicts_give_up_with_a_clear_message(tmp_dataset, monkeypatch):
     assert _by_id(tmp_dataset)["c000"]["style"].startswith("rival")
 
 
+def test_new_keys_racing_a_writer_of_the_same_keys_land_once(tmp_dataset, monkeypatch):
+    """New keys are appended without a file scan; a rival that inserts the same keys between our
+    read and our commit makes that commit conflict (the table's txn), and the redo replaces them."""
+    from pipeline.dataset import store
+
+    tmp_dataset.upsert("labels", _labels(2, style="pop"))  # the table exists, the keys below do not
+    rival = Dataset(tmp_dataset.root)
+    real_write = store.write_deltalake
+    modes = []
+
+    def raced(dt, data, **kw):
+        modes.append(kw["mode"])
+        if len(modes) == 1:  # a real rival commit lands between our read and our first write
+            monkeypatch.setattr(store, "write_deltalake", real_write)
+            rival.upsert("labels", [{"clip_id": f"new{i}", "style": "rival"} for i in range(5)])
+            monkeypatch.setattr(store, "write_deltalake", raced)
+        return real_write(dt, data, **kw)
+
+    monkeypatch.setattr(store, "write_deltalake", raced)
+    result = tmp_dataset.upsert("labels", [{"clip_id": f"new{i}", "style": "mine"} for i in range(5)])
+    assert modes == ["append", "overwrite"]  # the append lost to the rival, the redo replaced its rows
+    assert (result.inserted, result.updated) == (0, 5)
+    rows = tmp_dataset.read("labels").to_pylist()  # read() refuses a key held twice
+    assert len(rows) == 7 and {r["style"] for r in rows if r["clip_id"].startswith("new")} == {"mine"}
+
+
 def _data_files(ds: Dataset, name: str) -> list[Path]:
     return sorted(Path(ds.root, name).glob("*.parquet"))
 
@@ -376,6 +402,16 @@ def test_unsupported_url_is_refused(tmp_path):
         Dataset("memory://x")
     assert Dataset(f"file://{tmp_path}/ds").upsert("labels", _labels(2)).inserted == 2
     assert Dataset(tmp_path / "ds").count("labels") == 2
+
+
+def test_folder_with_spaces_and_accents(tmp_path):
+    """The log's paths are URI-encoded; the store reads the files by their real names."""
+    ds = Dataset(tmp_path / "Studio B é" / "data set")
+    ds.upsert("labels", _labels(3))
+    assert ds.upsert("labels", _labels(3)).written == 0  # keys found in the existing file
+    assert ds.upsert("labels", _labels(3, style="sad")).updated == 3
+    assert ds.delete("labels", [("c000",)]) == 1
+    assert sorted(r["style"] for r in ds.read("labels").to_pylist()) == ["sad", "sad"]
 
 
 def test_rejects_and_summary(tmp_dataset, real_rows):
