@@ -34,6 +34,7 @@ class ModelConfig:
     frame_pool: int = (
         1  # audio states averaged in groups of k frames before the interaction (4: 25 → 6.25 frames/s, ~6× cheaper co-attention)
     )
+    pitch: bool = False  # a second audio stream: F0, voicing, vibrato, stability, glides (model.pitch), added to the audio states
     probe: bool = True  # pooled input features straight into each head beside the interaction path (contains the linear probe)
 
 

@@ -6,6 +6,8 @@ from-scratch CNN/Transformer encoders. `whisper-encoder:<name>`: the frozen Whis
 else computed here (one 30-s window per clip, ~0.7 s on 2 cores) and cached.
 `whisper-encoder:<name>:below-top<k>`: the states entering the encoder's top k blocks, for a model
 that tunes those blocks (model.encoders.WhisperTuned); the frozen lower blocks still run once per clip.
+`pitch-pyin@25fps` (model.pitch): F0, voicing and vibrato/stability/glide cues; any key + `+pitch`
+is that key's frames with the pitch stream's columns appended (each part cached on its own).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from model.data import Example
+from model.pitch import PITCH, PITCH_SUFFIX, pitch_features, with_pitch
 from pipeline.audio import decode_audio_bytes
 from pipeline.errors import ConfigError
 from pipeline.fsio import atomic_writer
@@ -151,6 +154,9 @@ def clip_features(
     import time
 
     stats = stats if stats is not None else FeatureStats()
+    if encoder.endswith(PITCH_SUFFIX):
+        audio = clip_features(examples, encoder.removesuffix(PITCH_SUFFIX), dataset, None, device, stats)
+        return with_pitch(audio, clip_features(examples, PITCH, None, progress, device, stats))
     folder = cache_dir() / encoder.replace(":", "_").replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
     kept = _frames_from_dataset(dataset, encoder) if encoder.startswith(ENCODER_KEY_PREFIX) else {}
@@ -169,6 +175,8 @@ def clip_features(
             audio = clip_audio_16k(ex.audio_flac)
             if encoder == LOGMEL:
                 feats = logmel(audio)
+            elif encoder == PITCH:
+                feats = pitch_features(audio)
             elif encoder.startswith(ENCODER_KEY_PREFIX):
                 if compute is None:
                     name, below_top = parse_whisper_key(encoder)
@@ -187,10 +195,9 @@ def clip_features(
 
 
 def feature_name(model) -> str:
-    """The audio features a ModelConfig reads."""
-    if model.audio_encoder != "whisper":
-        return LOGMEL
-    return whisper_key(model.whisper_model, model.whisper_tune_layers)
+    """The audio features a ModelConfig reads (with the pitch stream's columns after them when model.pitch)."""
+    key = LOGMEL if model.audio_encoder != "whisper" else whisper_key(model.whisper_model, model.whisper_tune_layers)
+    return key + PITCH_SUFFIX if getattr(model, "pitch", False) else key
 
 
 def normalize_features(
