@@ -277,12 +277,12 @@ def _run_job(job):
     return name, cv, round(time.perf_counter() - t0, 1)
 
 
-def run_jobs(jobs: dict, timings: dict, workers: int) -> dict:
+def run_jobs(jobs: dict, timings: dict, workers: int, on_done=None) -> dict:
     """Every cross-validation of the bench, `workers` at a time (each fit uses one thread, so two
-    workers use the 2 cores), longest first. Workers are spawned, not forked (torch's thread pools
-    are not fork-safe) and get the examples without their audio (cross-validation reads features)."""
-    order = sorted(jobs, key=lambda n: -jobs[n][3].model.encoder.count("+") - ("pitch" in n) * 0.5)
-    payload = [(n, [replace(e, audio_flac=b"") for e in jobs[n][0]], *jobs[n][1:]) for n in order]
+    workers use the 2 cores), in the order given. Workers are spawned, not forked (torch's thread
+    pools are not fork-safe) and get the examples without their audio (cross-validation reads
+    features). `on_done(results so far)` after each, so finished parts are written as they finish."""
+    payload = [(n, [replace(e, audio_flac=b"") for e in jobs[n][0]], *jobs[n][1:]) for n in jobs]
     out = {}
     if workers <= 1:
         results = map(_run_job, payload)
@@ -296,6 +296,8 @@ def run_jobs(jobs: dict, timings: dict, workers: int) -> dict:
             out[name] = cv
             timings.setdefault("crossval_s", {})[name] = seconds
             print(f"  {name}: {seconds:.0f} s", flush=True)
+            if on_done:
+                on_done(out)
     finally:
         if workers > 1:
             pool.close()
@@ -368,7 +370,7 @@ def main() -> dict:
     if "headline" in PARTS:
         jobs_h, done = headline(g_ex, base, timings)
         jobs |= jobs_h
-        finish.append(("gtsinger_style", done))
+        finish.append(("gtsinger_style", list(jobs_h), done))
     if "ravdess" in PARTS:
         r_folds = singer_folds([e.singer for e in r_ex], None if loso else 3)
         result["protocol"]["ravdess_folds"] = r_folds
@@ -376,7 +378,7 @@ def main() -> dict:
         r_pitch = timed(timings, "ravdess_pitch_s", clip_features, r_ex, PITCH, stats=FeatureStats())
         jobs_r, done = ravdess(r_ex, r_logmel, with_pitch(r_logmel, r_pitch), base, r_folds)
         jobs |= jobs_r
-        finish.append(("ravdess", done))
+        finish.append(("ravdess", list(jobs_r), done))
     if "variants" in PARTS or "imbalance" in PARTS:
         g_folds = singer_folds([e.singer for e in g_ex], None if loso else 6)
         result["protocol"]["gtsinger_variant_folds"] = g_folds
@@ -384,16 +386,21 @@ def main() -> dict:
         if "variants" in PARTS:
             jobs_v, done = variants(g_ex, g_logmel, base, g_folds)
             jobs |= jobs_v
-            finish.append(("variants", done))
+            finish.append(("variants", list(jobs_v), done))
         if "imbalance" in PARTS:
             jobs_i, done = imbalance(g_ex, g_logmel, base, g_folds)
             jobs |= jobs_i
-            finish.append(("imbalance", done))
+            finish.append(("imbalance", list(jobs_i), done))
     workers = int(os.environ.get("CANTOLAB_BENCH_WORKERS", "2"))
     result["protocol"]["workers"] = f"{workers} cross-validations at a time, one thread each"
-    cvs = timed(timings, "training_s", run_jobs, jobs, timings, workers)
-    for key, done in finish:
-        result[key] = done(cvs)
+
+    def write_finished(cvs: dict) -> None:
+        for key, names, done in finish:
+            if key not in result and all(n in cvs for n in names):
+                result[key] = done(cvs)
+                write_result("accuracy", result | {"partial": True, "timings": timings})  # a long run still leaves figures
+
+    timed(timings, "training_s", run_jobs, jobs, timings, workers, write_finished)
     timings["total_s"] = round(time.perf_counter() - t_start, 1)
     result["timings"] = timings
     result["load_average"] = {"before": load_before, "after": load_average(), "cores": os.cpu_count()}
@@ -558,6 +565,9 @@ def _row_text(name: str, r: dict) -> str:
     text = f"{name}: acc {fmt(r['accuracy'])} F1 {fmt(r['macro_f1'])}"
     if "minus_probe" in r:
         text += f" | −probe acc {interval_text(r['minus_probe']['accuracy'])} F1 {interval_text(r['minus_probe']['macro_f1'])}"
+    worst = sorted((a, s) for s, a in r.get("per_singer_accuracy", {}).items() if a < 0.5)
+    if worst:
+        text += " | singers below 0.5: " + ", ".join(f"{s} {a:.2f}" for a, s in worst)
     return text
 
 
@@ -569,9 +579,9 @@ def table(result: dict) -> list[str]:
             continue
         p = rows["probe_baseline"]
         lines.append(
-            f"GTSinger style {split} (maj {p['majority_rate']:.3f}, n {p['n']}): probe baseline acc {p['accuracy']['mean']:.3f} "
-            f"F1 {p['macro_f1']['mean']:.3f}; language-only {rows['language_only']['singer_folds_accuracy']:.3f}"
+            f"GTSinger style {split} (maj {p['majority_rate']:.3f}, n {p['n']}): language-only {rows['language_only']['singer_folds_accuracy']:.3f}"
         )
+        lines.append(f"  {_row_text('probe_baseline', p)}")
         for name in (
             "audio_only",
             "audio_only_pitch",
