@@ -8,9 +8,9 @@ within singers). Per-singer accuracy for every model, so a model that only recog
 
 - GTSinger style, leave-one-singer-out and with every singer of a language held out at once (the
   row that says whether a model hears technique: GTSinger's style follows language): frozen
-  Whisper-base states, audio-only and full (+ MiniLM over **Whisper's own transcripts**, not the
-  corpus's reference lyrics), each with and without the pitch stream (model.pitch); lyrics-only on
-  Whisper's transcripts; the language-only control.
+  Whisper-base states, audio-only with and without the pitch stream (model.pitch), full (+ MiniLM
+  over **Whisper's own transcripts**, not the corpus's reference lyrics; with pitch as well under
+  CANTOLAB_BENCH_FULL_PITCH=1), lyrics-only on Whisper's transcripts; the language-only control.
 - RAVDESS 6 emotions and happy vs sad (read from the 6-class model): log-mel CNN in 3 singer folds,
   with and without pitch, standardized per test singer over all of that singer's clips
   (transductive: unlabelled test clips shape the statistics) and with the training singers'
@@ -59,6 +59,8 @@ SEEDS = (0, 1, 2)
 RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful")  # the corpus's own six, not the project's vocabulary
 PARTS = os.environ.get("CANTOLAB_BENCH_PARTS", "headline,ravdess,variants").split(",")
 TRANSCRIBER = "base"
+# The full model with pitch as well (2 × 78 more fits): off by default to keep the bench near 30 min on 2 cores.
+FULL_PITCH = os.environ.get("CANTOLAB_BENCH_FULL_PITCH") == "1"
 
 
 def base_config() -> TrainConfig:
@@ -305,6 +307,11 @@ def run_jobs(jobs: dict, timings: dict, workers: int, on_done=None) -> dict:
     return out
 
 
+def smoke_folds(folds: list[list[str]]) -> list[list[str]]:
+    """Under CANTOLAB_BENCH_SMOKE=1 (a wiring check, no figures) only the first two folds run."""
+    return folds[:2] if os.environ.get("CANTOLAB_BENCH_SMOKE") == "1" else folds
+
+
 def timed(timings: dict, key: str, fn, *args, **kw):
     t0 = time.perf_counter()
     out = fn(*args, **kw)
@@ -331,6 +338,7 @@ def main() -> dict:
     result: dict = {"protocol": {}}
 
     t0 = time.perf_counter()
+    reused = Dataset(work / "gtsinger").count("labels") > 0 and Dataset(work / "ravdess").count("labels") > 0
     g_ex = load_examples(build(work / "gtsinger", "gtsinger"))
     r_ex = load_examples(build(work / "ravdess", "ravdess_song"), ("emotion",), {"emotion": RAVDESS_EMOTIONS})
     timings["dataset_build_s"] = round(time.perf_counter() - t0, 1)
@@ -348,7 +356,7 @@ def main() -> dict:
             }
         },
         "ravdess": cache_state(r_ex, [LOGMEL, PITCH]),
-        "dataset": "built from the FLAC files in this run" if timings["dataset_build_s"] > 1 else "reused (CANTOLAB_BENCH_WORK)",
+        "dataset": "reused (CANTOLAB_BENCH_WORK)" if reused else "built from the FLAC files in this run",
         "note": "model weights (Whisper, MiniLM) are read from disk each run; the OS page cache may hold them",
     }
     base = replace(base_config(), seeds=seeds)
@@ -372,7 +380,7 @@ def main() -> dict:
         jobs |= jobs_h
         finish.append(("gtsinger_style", list(jobs_h), done))
     if "ravdess" in PARTS:
-        r_folds = singer_folds([e.singer for e in r_ex], None if loso else 3)
+        r_folds = smoke_folds(singer_folds([e.singer for e in r_ex], None if loso else 3))
         result["protocol"]["ravdess_folds"] = r_folds
         r_logmel = timed(timings, "ravdess_logmel_s", clip_features, r_ex, LOGMEL, stats=stats)
         r_pitch = timed(timings, "ravdess_pitch_s", clip_features, r_ex, PITCH, stats=FeatureStats())
@@ -380,7 +388,7 @@ def main() -> dict:
         jobs |= jobs_r
         finish.append(("ravdess", list(jobs_r), done))
     if "variants" in PARTS or "imbalance" in PARTS:
-        g_folds = singer_folds([e.singer for e in g_ex], None if loso else 6)
+        g_folds = smoke_folds(singer_folds([e.singer for e in g_ex], None if loso else 6))
         result["protocol"]["gtsinger_variant_folds"] = g_folds
         g_logmel = timed(timings, "gtsinger_logmel_s", clip_features, g_ex, LOGMEL, stats=stats)
         if "variants" in PARTS:
@@ -404,8 +412,40 @@ def main() -> dict:
     timings["total_s"] = round(time.perf_counter() - t_start, 1)
     result["timings"] = timings
     result["load_average"] = {"before": load_before, "after": load_average(), "cores": os.cpu_count()}
+    if os.environ.get("CANTOLAB_BENCH_MERGE") == "1":
+        result = merged(result)
     result["table"] = table(result)
     return write_result("accuracy", result)
+
+
+PART_KEYS = {"headline": "gtsinger_style", "ravdess": "ravdess", "variants": "variants", "imbalance": "imbalance"}
+
+
+def merged(result: dict) -> dict:
+    """CANTOLAB_BENCH_MERGE=1: keep the parts an earlier run of accuracy.json measured and this run
+    did not, each with that run's timings, load average and cache state (parts run one at a time on
+    a busy machine)."""
+    import json
+
+    from benchmarks.common import RESULTS
+
+    path = RESULTS / "accuracy.json"
+    if not path.exists():
+        return result
+    earlier = json.loads(path.read_text())
+    runs = dict(earlier.get("part_runs", {}))
+    for part in earlier.get("protocol", {}).get("parts_run", []):
+        runs.setdefault(part, {k: earlier.get(k) for k in ("measured_at", "timings", "load_average", "caches_at_start")})
+    out = dict(result)
+    for part, key in PART_KEYS.items():
+        if part not in PARTS and key in earlier:
+            out[key] = earlier[key]
+            out.setdefault("protocol", {})[f"{part}_from_earlier_run"] = runs.get(part, {}).get("measured_at")
+        elif part in PARTS:
+            runs[part] = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "timings": result["timings"], "load_average": result["load_average"],
+                          "caches_at_start": result["caches_at_start"]}  # fmt: skip
+    out["part_runs"] = runs
+    return out
 
 
 WHISPER_FRAME_POOL = 4  # Whisper states averaged in fours (6.25 frames/s) before the interaction: ~2× faster fits
@@ -427,12 +467,13 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
         "audio_only": (audio, whisper, examples),
         "audio_only_pitch": (with_overrides(audio, pitch=True), both, examples),
         "full_whisper_transcripts": (full, whisper, heard),
-        "full_whisper_transcripts_pitch": (with_overrides(full, pitch=True), both, heard),
         "lyrics_only_whisper_transcripts": (with_overrides(full, encoder="lyrics"), None, heard),
     }
+    if FULL_PITCH:
+        models["full_whisper_transcripts_pitch"] = (with_overrides(full, pitch=True), both, heard)
     splits = {
-        "leave_one_singer_out": singer_folds([e.singer for e in examples], None),
-        "language_held_out": language_folds(examples),
+        "leave_one_singer_out": smoke_folds(singer_folds([e.singer for e in examples], None)),
+        "language_held_out": smoke_folds(language_folds(examples)),
     }
     jobs = {
         f"gtsinger/{split}/{name}": (exs, feats, cfg, folds)
@@ -457,10 +498,11 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
             scorer.add_labels("probe_baseline", baseline_predictions(w_mean, examples, "style", folds, False))
             runs = {name: cvs[f"gtsinger/{split}/{name}"] for name in models}
             rows = probe_rows(scorer, runs, "probe_baseline")
-            rows["pitch_minus_no_pitch"] = {
-                "audio_only": scorer.diff("audio_only_pitch", "audio_only"),
-                "full_whisper_transcripts": scorer.diff("full_whisper_transcripts_pitch", "full_whisper_transcripts"),
-            }
+            rows["pitch_minus_no_pitch"] = {"audio_only": scorer.diff("audio_only_pitch", "audio_only")}
+            if FULL_PITCH:
+                rows["pitch_minus_no_pitch"]["full_whisper_transcripts"] = scorer.diff(
+                    "full_whisper_transcripts_pitch", "full_whisper_transcripts"
+                )
             rows["emotion_accuracy"] = {name: cv.summary["emotion"]["accuracy"] for name, cv in runs.items() if "emotion" in cv.summary}
             rows["folds"] = len(folds)
             rows["language_only"] = _language_control(examples, folds)
