@@ -383,7 +383,9 @@ def main() -> dict:
         r_folds = smoke_folds(singer_folds([e.singer for e in r_ex], None if loso else 3))
         result["protocol"]["ravdess_folds"] = r_folds
         r_logmel = timed(timings, "ravdess_logmel_s", clip_features, r_ex, LOGMEL, stats=stats)
-        r_pitch = timed(timings, "ravdess_pitch_s", clip_features, r_ex, PITCH, stats=FeatureStats())
+        r_pstats = FeatureStats()
+        r_pitch = timed(timings, "ravdess_pitch_s", clip_features, r_ex, PITCH, stats=r_pstats)
+        timings["ravdess_pitch_computed"] = {"clips": r_pstats.computed, "seconds_per_clip": r_pstats.seconds_per_computed_clip}
         jobs_r, done = ravdess(r_ex, r_logmel, with_pitch(r_logmel, r_pitch), base, r_folds)
         jobs |= jobs_r
         finish.append(("ravdess", list(jobs_r), done))
@@ -459,7 +461,10 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
     whisper = timed(timings, "gtsinger_whisper_s", clip_features, examples, whisper_key("base"), stats=wstats)
     pitch = timed(timings, "gtsinger_pitch_s", clip_features, examples, PITCH, stats=pstats)
     heard = timed(timings, "gtsinger_transcribe_s", whisper_transcripts, examples, tstats)
-    timings["gtsinger_computed"] = {"whisper_states": wstats.computed, "pitch": pstats.computed, "transcripts": tstats.computed}
+    timings["gtsinger_computed"] = {
+        name: {"clips": st.computed, "seconds_per_clip": st.seconds_per_computed_clip}
+        for name, st in (("whisper_states", wstats), ("pitch", pstats), ("transcripts", tstats))
+    }
     both = with_pitch(whisper, pitch)
     full = with_overrides(replace(full_config(base), seeds=base.seeds), frame_pool=WHISPER_FRAME_POOL)
     audio = with_overrides(full, encoder="audio")
