@@ -406,9 +406,15 @@ def main() -> dict:
 
     def write_finished(cvs: dict) -> None:
         for key, names, done in finish:
-            if key not in result and all(n in cvs for n in names):
+            if key in result and not result[key].get("missing_runs"):
+                continue
+            if key == "gtsinger_style" and any(n in cvs for n in names):  # the longest part: rows as its runs finish
                 result[key] = done(cvs)
-                write_result("accuracy", result | {"partial": True, "timings": timings})  # a long run still leaves figures
+            elif all(n in cvs for n in names):
+                result[key] = done(cvs)
+            else:
+                continue
+            write_result("accuracy", result | {"partial": True, "timings": timings})  # a long run still leaves figures
 
     timed(timings, "training_s", run_jobs, jobs, timings, workers, write_finished)
     timings["total_s"] = round(time.perf_counter() - t_start, 1)
@@ -480,10 +486,11 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
         "leave_one_singer_out": smoke_folds(singer_folds([e.singer for e in examples], None)),
         "language_held_out": smoke_folds(language_folds(examples)),
     }
+    # Model-major order: the pitch comparison on both splits finishes first.
     jobs = {
         f"gtsinger/{split}/{name}": (exs, feats, cfg, folds)
-        for split, folds in splits.items()
         for name, (cfg, feats, exs) in models.items()
+        for split, folds in splits.items()
     }
 
     def done(cvs: dict) -> dict:
@@ -498,13 +505,17 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
                 e.clip_id: {"reference": e.transcript, "whisper": h.transcript} for e, h in list(zip(examples, heard))[:4]
             },
         }
+        missing: list[str] = []
         for split, folds in splits.items():
             scorer = Scorer(examples, "style", classes)
             scorer.add_labels("probe_baseline", baseline_predictions(w_mean, examples, "style", folds, False))
-            runs = {name: cvs[f"gtsinger/{split}/{name}"] for name in models}
+            runs = {name: cvs[f"gtsinger/{split}/{name}"] for name in models if f"gtsinger/{split}/{name}" in cvs}
+            missing += [f"{split}/{name}" for name in models if name not in runs]
             rows = probe_rows(scorer, runs, "probe_baseline")
-            rows["pitch_minus_no_pitch"] = {"audio_only": scorer.diff("audio_only_pitch", "audio_only")}
-            if FULL_PITCH:
+            rows["pitch_minus_no_pitch"] = {}
+            if "audio_only_pitch" in runs and "audio_only" in runs:
+                rows["pitch_minus_no_pitch"]["audio_only"] = scorer.diff("audio_only_pitch", "audio_only")
+            if "full_whisper_transcripts_pitch" in runs and "full_whisper_transcripts" in runs:
                 rows["pitch_minus_no_pitch"]["full_whisper_transcripts"] = scorer.diff(
                     "full_whisper_transcripts_pitch", "full_whisper_transcripts"
                 )
@@ -513,6 +524,7 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
             rows["language_only"] = _language_control(examples, folds)
             out[split] = rows
         out["language_only_clip_wise"] = clip_wise(examples, "style")
+        out["missing_runs"] = missing  # not yet finished (a partial result)
         return out
 
     return jobs, done
@@ -629,13 +641,7 @@ def table(result: dict) -> list[str]:
             f"GTSinger style {split} (maj {p['majority_rate']:.3f}, n {p['n']}): language-only {rows['language_only']['singer_folds_accuracy']:.3f}"
         )
         lines.append(f"  {_row_text('probe_baseline', p)}")
-        for name in (
-            "audio_only",
-            "audio_only_pitch",
-            "full_whisper_transcripts",
-            "full_whisper_transcripts_pitch",
-            "lyrics_only_whisper_transcripts",
-        ):
+        for name in [n for n in rows if isinstance(rows[n], dict) and "minus_probe" in rows[n]]:
             lines.append(f"  {_row_text(name, rows[name])}")
         for name, d in rows["pitch_minus_no_pitch"].items():
             lines.append(f"  pitch − no pitch ({name}): acc {interval_text(d['accuracy'])} F1 {interval_text(d['macro_f1'])}")
