@@ -19,7 +19,7 @@ within singers). Per-singer accuracy for every model, so a model that only recog
   encoder and against single-task, paired differences with intervals.
 
 Knobs for a quick look: CANTOLAB_BENCH_PARTS (comma list of headline, ravdess, variants, imbalance;
-default all but imbalance), CANTOLAB_BENCH_SEEDS (default 3), CANTOLAB_BENCH_FOLDS=loso (variants
+default all but imbalance), CANTOLAB_BENCH_SEEDS (default 3), CANTOLAB_BENCH_PATIENCE (default 8), CANTOLAB_BENCH_FOLDS=loso (variants
 and RAVDESS leave-one-singer-out, several times longer), CANTOLAB_BENCH_COLD=1 (a fresh, empty
 feature/transcript cache: the cold-cache timing). The result names which caches were warm.
 """
@@ -360,10 +360,13 @@ def main() -> dict:
         "note": "model weights (Whisper, MiniLM) are read from disk each run; the OS page cache may hold them",
     }
     base = replace(base_config(), seeds=seeds)
+    if os.environ.get("CANTOLAB_BENCH_PATIENCE"):  # fewer epochs past the best one: a busy machine's shortcut, recorded below
+        base = replace(base, patience=int(os.environ["CANTOLAB_BENCH_PATIENCE"]))
     if os.environ.get("CANTOLAB_BENCH_SMOKE") == "1":  # a seconds-long pass that checks the wiring only
         base = replace(base, epochs=1, seeds=(0,))
     result["protocol"] = {
         "seeds": list(base.seeds),
+        "patience": base.patience,
         "validation": "2 singers from each fold's training side (stratified by the first task), for early stopping on macro-F1",
         "interval": "paired bootstrap 95 %, 2000 resamples of clips within singers; statistic = mean over seeds of A − mean over seeds of B",
         "probe": "every network contains its probe (pooled input features → standardized LR, model.probe); the probe baseline is that LR alone",
@@ -443,7 +446,11 @@ def merged(result: dict) -> dict:
     earlier = json.loads(path.read_text())
     runs = dict(earlier.get("part_runs", {}))
     for part in earlier.get("protocol", {}).get("parts_run", []):
-        runs.setdefault(part, {k: earlier.get(k) for k in ("measured_at", "timings", "load_average", "caches_at_start")})
+        runs.setdefault(
+            part,
+            {k: earlier.get(k) for k in ("measured_at", "timings", "load_average", "caches_at_start")}
+            | {"patience": earlier.get("protocol", {}).get("patience")},
+        )
     out = dict(result)
     for part, key in PART_KEYS.items():
         if part not in PARTS and key in earlier:
@@ -451,7 +458,7 @@ def merged(result: dict) -> dict:
             out.setdefault("protocol", {})[f"{part}_from_earlier_run"] = runs.get(part, {}).get("measured_at")
         elif part in PARTS:
             runs[part] = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "timings": result["timings"], "load_average": result["load_average"],
-                          "caches_at_start": result["caches_at_start"]}  # fmt: skip
+                          "caches_at_start": result["caches_at_start"], "patience": result["protocol"]["patience"]}  # fmt: skip
     out["part_runs"] = runs
     return out
 
