@@ -81,3 +81,17 @@ def test_a_model_with_the_pitch_stream_trains_on_real_clips(gt_small, audio_enco
     probs = cv.probs[0]["style"]
     tested = [i for i, e in enumerate(examples) if e.singer in folds[0]]
     assert np.allclose(probs[tested].sum(1), 1.0, atol=1e-5)
+
+
+def test_a_saved_pitch_model_predicts_new_files(gt_small, gtsinger, tmp_path):
+    """The saved config names the pitch stream, so prediction computes it for files it never saw."""
+    from model.predict import predict_clips, predict_paths
+    from model.runs import train_and_save
+
+    cfg = tiny_config(epochs=1, patience=1, tasks=("style",), model={"pitch": True})
+    folder, run, _ = train_and_save(gt_small, cfg, tmp_path / "models", "pitch", progress=False)
+    assert run.feature == LOGMEL + "+pitch" and run.audio_dim == 80 + PITCH_DIM
+    rows = predict_paths(folder, gtsinger["abs_path"].iloc[0])
+    probs = [v for k, v in rows[0].items() if k.startswith("p_style_")]
+    assert len(rows) == 1 and len(probs) == 2 and abs(sum(probs) - 1) < 1e-4, rows
+    assert len(predict_clips(folder, gt_small)) == len(load_examples(gt_small))
