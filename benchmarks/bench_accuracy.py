@@ -157,10 +157,13 @@ def mfcc_stats(feats: list[np.ndarray]) -> np.ndarray:
     return np.asarray(out)
 
 
-def baseline_predictions(x: np.ndarray, examples, task: str, folds: list[list[str]], per_singer: bool) -> np.ndarray:
+def baseline_predictions(
+    x: np.ndarray, examples, task: str, folds: list[list[str]], per_singer: bool, keep: tuple[str, ...] | None = None
+) -> np.ndarray:
     """Standardized features + logistic regression, same singer folds, nothing tuned: each clip's
     predicted class from the fold that held its singer out ("" for unlabelled clips). per_singer:
-    each singer's rows standardized over that singer's clips first (transductive, no labels)."""
+    each singer's rows standardized over that singer's clips first (transductive, no labels). keep:
+    the argmax over those classes' probabilities only, as the networks are read (happy vs sad)."""
     singers = np.asarray([e.singer for e in examples])
     y = np.asarray([e.labels.get(task) or "" for e in examples])
     x = x.copy()
@@ -174,7 +177,11 @@ def baseline_predictions(x: np.ndarray, examples, task: str, folds: list[list[st
         tr = ~np.isin(singers, fold) & (y != "")
         if te.any():
             clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[tr], y[tr])
-            pred[te] = clf.predict(x[te])
+            if keep:
+                cols = [list(clf.classes_).index(c) for c in keep]
+                pred[te] = np.asarray(keep, dtype=object)[clf.predict_proba(x[te])[:, cols].argmax(1)]
+            else:
+                pred[te] = clf.predict(x[te])
     return pred
 
 
@@ -563,10 +570,9 @@ def ravdess(examples, logmel: list[np.ndarray], both: list[np.ndarray], base: Tr
         out: dict = {}
         for label, norm in norms.items():
             runs = {name: cvs[f"ravdess/{label}/{name}"] for name in ("cnn", "cnn_pitch")}
-            probe = baseline_predictions(pooled, examples, "emotion", folds, norm == "singer")
             for task_name, keep in (("emotion6", None), ("happy_vs_sad", ("happy", "sad"))):
                 scorer = Scorer(examples, "emotion", classes, keep)
-                scorer.add_labels("probe_baseline", probe)
+                scorer.add_labels("probe_baseline", baseline_predictions(pooled, examples, "emotion", folds, norm == "singer", keep))
                 rows = probe_rows(scorer, runs, "probe_baseline")
                 rows["pitch_minus_no_pitch"] = scorer.diff("cnn_pitch", "cnn")
                 rows["feature_norm"] = (
