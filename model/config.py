@@ -34,6 +34,7 @@ class ModelConfig:
     # Audio frames averaged in groups of k before the interaction (4: 25 → 6.25 frames/s, co-attention ~6× cheaper);
     # for frozen Whisper states before their per-frame projection too (k× less of it). The probe path keeps every frame.
     frame_pool: int = 1
+    pitch: bool = False  # a second audio stream: F0, voicing, vibrato, stability, glides (model.pitch), added to the audio states
     probe: bool = True  # pooled input features straight into each head beside the interaction path (contains the linear probe)
 
 

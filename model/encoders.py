@@ -138,6 +138,19 @@ class WhisperTuned(nn.Module):
         return self.proj(self.ln_post(x))
 
 
+class PitchStream(nn.Module):
+    """The pitch stream's frames (model.pitch, same 25 frames/s as the audio) → d, by 1-D convolutions
+    over time; added to the audio encoder's states, so every later part sees both."""
+
+    def __init__(self, in_dim: int, d: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(in_dim, d, 5, padding=2), nn.GELU(), nn.Dropout(dropout), nn.Conv1d(d, d, 5, padding=2))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        y = self.net((x * mask.unsqueeze(-1)).transpose(1, 2)).transpose(1, 2)
+        return y * mask.unsqueeze(-1)
+
+
 class TextCNN(nn.Module):
     def __init__(self, vocab_size: int, d: int, dropout: float):
         super().__init__()
@@ -264,7 +277,13 @@ class SharedEncoder(nn.Module):
         self.uses_audio = "audio" in cfg.encoder
         self.uses_lyrics = "lyrics" in cfg.encoder
         self.vocab = vocab
-        self.audio = self.lyrics = None
+        self.audio = self.lyrics = self.pitch = None
+        if self.uses_audio and cfg.pitch:
+            from model.pitch import PITCH_DIM
+
+            audio_dim -= PITCH_DIM  # the input's last PITCH_DIM columns are the pitch stream (model.features, `+pitch`)
+            self.pitch = PitchStream(PITCH_DIM, d, cfg.dropout)
+        self.audio_dim = audio_dim
         if self.uses_audio:
             if cfg.audio_encoder == "cnn":
                 self.audio = AudioCNN(audio_dim, d, cfg.layers, cfg.dropout)
@@ -309,15 +328,18 @@ class SharedEncoder(nn.Module):
         parts, masks = [], []
         if self.uses_audio:
             k = self.cfg.frame_pool
-            if k > 1 and isinstance(self.audio, WhisperStates):
+            pooled = k > 1 and isinstance(self.audio, WhisperStates)
+            if pooled:
                 # A per-frame projection: pooling its input gives the same sequence length for k× less
                 # work (the projection over 16k frames per batch was most of an epoch at 28.6k clips).
                 audio, audio_mask = pool_frames(audio, audio_mask, k)
-                h, m = self.audio(audio, audio_mask), audio_mask
+            if self.pitch is not None:
+                h = self.audio(audio[..., : self.audio_dim], audio_mask) + self.pitch(audio[..., self.audio_dim :], audio_mask)
             else:
-                h, m = self.audio(audio, audio_mask), audio_mask
-                if k > 1:
-                    h, m = pool_frames(h, m, k)
+                h = self.audio(audio, audio_mask)
+            m = audio_mask
+            if k > 1 and not pooled:
+                h, m = pool_frames(h, m, k)
             parts.append(h)
             masks.append(m)
         if self.uses_lyrics:

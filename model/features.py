@@ -6,6 +6,8 @@ from-scratch CNN/Transformer encoders. `whisper-encoder:<name>`: the frozen Whis
 else computed here (one 30-s window per clip, ~0.7 s on 2 cores) and cached.
 `whisper-encoder:<name>:below-top<k>`: the states entering the encoder's top k blocks, for a model
 that tunes those blocks (model.encoders.WhisperTuned); the frozen lower blocks still run once per clip.
+`pitch-pyin@25fps` (model.pitch): F0, voicing and vibrato/stability/glide cues; any key + `+pitch`
+is that key's frames with the pitch stream's columns appended (each part cached on its own).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from model.data import Example, stream_audio
+from model.pitch import PITCH, PITCH_SUFFIX, pitch_features, with_pitch
 from pipeline.audio import decode_audio_bytes
 from pipeline.errors import ConfigError
 from pipeline.fsio import atomic_writer
@@ -165,6 +168,9 @@ def clip_features(
 ) -> list[np.ndarray]:
     """One (frames, dim) array per example, in order; cached under cache_dir()/<encoder>/."""
     stats = stats if stats is not None else FeatureStats()
+    if encoder.endswith(PITCH_SUFFIX):
+        audio = clip_features(examples, encoder.removesuffix(PITCH_SUFFIX), dataset, None, device, stats)
+        return with_pitch(audio, clip_features(examples, PITCH, None, progress, device, stats))
     folder = cache_dir() / encoder.replace(":", "_").replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
     if dataset is None:  # examples loaded lazily know their dataset (a run's test clips, scored by the retrain flow)
@@ -204,6 +210,8 @@ class _Computer:
         audio = clip_audio_16k(ex.audio())
         if self.encoder == LOGMEL:
             feats = logmel(audio)
+        elif self.encoder == PITCH:
+            feats = pitch_features(audio)
         elif self.encoder.startswith(ENCODER_KEY_PREFIX):
             if self.compute is None:
                 name, below_top = parse_whisper_key(self.encoder)
@@ -255,9 +263,11 @@ def feature_store(
 
     stats = stats if stats is not None else FeatureStats()
     safe = encoder.replace(":", "_").replace("/", "_")
-    folder = cache_dir() / safe
+    # `<audio>+pitch`: the audio encoder's frames with the pitch stream's columns appended per clip
+    base, pitched = encoder.removesuffix(PITCH_SUFFIX), encoder.endswith(PITCH_SUFFIX)
+    folder = cache_dir() / base.replace(":", "_").replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
-    kept = _kept_ids(dataset, encoder) & {ex.clip_id for ex in examples} if encoder.startswith(ENCODER_KEY_PREFIX) else set()
+    kept = _kept_ids(dataset, base) & {ex.clip_id for ex in examples} if base.startswith(ENCODER_KEY_PREFIX) else set()
     home = cache_dir() / "stores" / safe
     dest = home / _store_key(encoder, examples, kept)
     position: dict[str, int] = {}
@@ -269,22 +279,31 @@ def feature_store(
             if progress is not None:
                 progress()
     else:
-        computer = _Computer(encoder, device, stats, folder)
+        computer = _Computer(base, device, stats, folder)
         _compute_streamed(examples, kept, computer, folder)
+        if pitched:
+            pitch_folder = cache_dir() / PITCH
+            pitch_folder.mkdir(parents=True, exist_ok=True)
+            pitch = _Computer(PITCH, device, stats, pitch_folder)
+            _compute_streamed(examples, set(), pitch, pitch_folder)
+        by_id = {ex.clip_id: ex for ex in examples}
+
+        def joined(ex: Example, frames: np.ndarray) -> np.ndarray:
+            return with_pitch([frames], [pitch(ex)])[0] if pitched else frames
 
         def clips():
-            for clip_id, frames in _dataset_frames(dataset, encoder, sorted(kept)):  # in the table's order
+            for clip_id, frames in _dataset_frames(dataset, base, sorted(kept)):  # in the table's order
                 if clip_id in position:
                     continue
                 position[clip_id] = len(position)
                 stats.from_dataset += 1
                 if progress is not None:
                     progress()
-                yield frames
+                yield joined(by_id[clip_id], frames)
             for ex in examples:
                 if ex.clip_id not in position:
                     position[ex.clip_id] = len(position)
-                    yield computer(ex)
+                    yield joined(ex, computer(ex))
                     if progress is not None:
                         progress()
 
@@ -310,10 +329,9 @@ def _prune(home: Path, keep: int, current: Path) -> None:
 
 
 def feature_name(model) -> str:
-    """The audio features a ModelConfig reads."""
-    if model.audio_encoder != "whisper":
-        return LOGMEL
-    return whisper_key(model.whisper_model, model.whisper_tune_layers)
+    """The audio features a ModelConfig reads (with the pitch stream's columns after them when model.pitch)."""
+    key = LOGMEL if model.audio_encoder != "whisper" else whisper_key(model.whisper_model, model.whisper_tune_layers)
+    return key + PITCH_SUFFIX if getattr(model, "pitch", False) else key
 
 
 def normalize_features(

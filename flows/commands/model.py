@@ -47,6 +47,9 @@ def train(
     run: str = typer.Option(None, "--run", help="Run folder name (default run-<UTC time>)."),
     encoder: str = typer.Option(None, help="Override model.encoder: audio | lyrics | audio+lyrics."),
     variant: str = typer.Option(None, help="Override model.variant: shared | concat | oneway | coattn."),
+    pitch: bool = typer.Option(
+        None, "--pitch/--no-pitch", help="Override model.pitch: F0, vibrato, stability and glides as a second audio stream."
+    ),
     tasks: str = typer.Option(None, help="Comma-separated tasks (style,emotion); one task = single-task baseline."),
     epochs: int = typer.Option(None, help="Override the maximum epochs (early stopping on validation macro-F1)."),
     seeds: int = typer.Option(None, help="Number of seeds (0..N-1); results are mean ± std over them."),
@@ -62,6 +65,8 @@ def train(
     with user_errors(FileNotFoundError):
         cfg = TrainConfig.load(config) if config else TrainConfig()
         model_over = {k: v for k, v in {"encoder": encoder, "variant": variant}.items() if v}
+        if pitch is not None:
+            model_over["pitch"] = pitch
         if model_over:
             cfg = replace(cfg, model=replace(cfg.model, **model_over))
         if tasks:
