@@ -96,7 +96,8 @@ def test_tuned_blocks_start_as_whispers_own():
         torch.testing.assert_close(tuned.ln_post(x)[0], whole, atol=1e-4, rtol=1e-4)
 
 
-def test_states_below_the_top_blocks_are_cached_under_their_own_key(gt_small):
+def test_states_below_the_top_blocks_are_cached_under_their_own_key(gt_small, tmp_path, monkeypatch):
+    monkeypatch.setenv("CANTOLAB_FEATURE_CACHE", str(tmp_path))  # its own cache: other tests fill the shared one
     examples = load_examples(gt_small)[:2]
     key = whisper_key("base", 1)
     assert key != whisper_key("base") and parse_whisper_key(key) == ("base", 1)
