@@ -197,6 +197,7 @@ def _popen(cmd: list[str], cwd: str | Path, env: dict[str, str], log: Path) -> s
 def _base_env(run: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # never the user's own server or profile
     # 7 retries (2, 4 … 128 s) instead of 5: a flow run or task rides out a server restart of a few minutes
+    env.setdefault("CANTOLAB_RECORDINGS_CACHE", str(run / "recordings-cache"))  # the cluster's own mirror of s3:// recordings
     return env | QUIET | {"PREFECT_HOME": str(run / "prefect-home"), "PREFECT_CLIENT_MAX_RETRIES": "7"}
 
 

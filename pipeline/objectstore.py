@@ -209,13 +209,17 @@ def start_seaweedfs(folder: str | os.PathLike, *, timeout: float = 60.0, buckets
     return server
 
 
-def mirror_prefix(url: str, dest: str | os.PathLike, suffixes: tuple[str, ...] | None = None, allow_missing: bool = False) -> Path:
+def mirror_prefix(
+    url: str, dest: str | os.PathLike, suffixes: tuple[str, ...] | None = None, allow_missing: bool = False, prune: bool = False
+) -> Path:
     """Copy the objects under an `s3://bucket/prefix` into `dest` (same relative paths) and return it.
 
     Ingest reads recordings from object storage this way: an object already there with the same
     size and modification time is not fetched again, each file lands by atomic rename (a reader never sees half of
     one), and keys that would escape `dest` (`..`) are refused. `allow_missing`: a prefix with no
-    object yet (a new models folder) mirrors as an empty folder instead of an error.
+    object yet (a new models folder) mirrors as an empty folder instead of an error. `prune`: files
+    (of `suffixes`) under `dest` with no object any more are removed, so the folder is the bucket's
+    copy and not a pile of everything it once held (a stale take would be ingested again).
     """
     from pyarrow import fs
 
@@ -247,6 +251,12 @@ def mirror_prefix(url: str, dest: str | os.PathLike, suffixes: tuple[str, ...] |
         with filesystem.open_input_stream(info.path) as src, atomic_writer(target, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
         os.utime(target, ns=(mtime_ns, mtime_ns))  # the object's own time: unchanged objects are skipped
+    if prune:
+        present = {info.path[len(base) + 1 :] for info in infos if info.type == fs.FileType.File}
+        for path in dest.rglob("*"):
+            rel = path.relative_to(dest).as_posix()
+            if path.is_file() and (not suffixes or rel.lower().endswith(suffixes)) and rel not in present:
+                path.unlink()
     return dest
 
 
@@ -254,13 +264,16 @@ def local_recordings(recordings: str, cache: str | os.PathLike | None = None) ->
     """A recordings root to ingest from: a folder as is; an `s3://` prefix mirrored to a local cache.
 
     The cache is `$CANTOLAB_RECORDINGS_CACHE` (default `~/.cache/cantolab/recordings`), one folder per
-    bucket and prefix, refreshed with new or changed objects only (audio, manifests, CSVs).
+    store endpoint, bucket and prefix (two stores with a bucket of the same name never share one),
+    refreshed with new or changed objects only (audio, manifests, CSVs); objects gone from the bucket
+    leave the folder too.
     """
     if not str(recordings).startswith(("s3://", "s3a://")):
         return str(recordings)
     root = Path(cache or os.environ.get("CANTOLAB_RECORDINGS_CACHE") or Path.home() / ".cache" / "cantolab" / "recordings")
-    where = root / str(recordings).split("://", 1)[1].strip("/")
-    return str(mirror_prefix(str(recordings), where, suffixes=(".wav", ".flac", ".json", ".csv")))
+    store = (s3_endpoint() or "aws").split("://", 1)[-1].strip("/").replace(":", "_").replace("/", "_")
+    where = root / store / str(recordings).split("://", 1)[1].strip("/")
+    return str(mirror_prefix(str(recordings), where, suffixes=(".wav", ".flac", ".json", ".csv"), prune=True))
 
 
 def upload_changed(src: str | os.PathLike, url: str) -> list[str]:

@@ -67,3 +67,23 @@ def test_upload_changed_sends_new_and_changed_files_only(s3_env, tmp_path):
     assert upload_changed(src, url) == ["champion.json"]
     back = mirror_prefix(url, tmp_path / "back")
     assert (back / "champion.json").read_text() == '{"run": "run-2"}' and (back / "run-1" / "model.bin").stat().st_size == 3000
+
+
+def test_recordings_mirror_is_per_store_and_drops_objects_gone_from_the_bucket(s3_env, tmp_path, monkeypatch):
+    """A take deleted from the bucket, or one from another store with a bucket of the same name, must
+    not be ingested again from a stale local copy (the cluster's end-to-end run once read a previous
+    store's takes back from the shared mirror)."""
+    from pipeline.objectstore import local_recordings
+
+    monkeypatch.setenv("CANTOLAB_RECORDINGS_CACHE", str(tmp_path / "cache"))
+    fs = arrow_s3_filesystem()
+    base = f"cantolab-test/{tmp_path.name}-rec"
+    for name in ("a.flac", "b.flac", "a.json"):
+        with fs.open_output_stream(f"{base}/{name}") as out:
+            out.write(name.encode())
+    first = local_recordings(f"s3://{base}")
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()) == ["a.flac", "a.json", "b.flac"]
+    assert "127.0.0.1" in first  # the store's endpoint names the folder
+    fs.delete_file(f"{base}/b.flac")
+    again = local_recordings(f"s3://{base}")
+    assert again == first and sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()) == ["a.flac", "a.json"]
