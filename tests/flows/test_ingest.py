@@ -57,13 +57,16 @@ def reference(prefect_harness, recordings, tmp_path_factory):
     """One uninterrupted run, then a re-run of it. The first compacts after every take (a long run
     compacts every `COMPACT_EVERY` takes): compaction while other takes are being written changes no row."""
     import flows.ingest
+    import pipeline.dataset.store as store
 
     ds_path = tmp_path_factory.mktemp("ref") / "dataset"
+    # compact after every take, and merge as few as 2 small files (the store waits for 4 by default)
     every, flows.ingest.COMPACT_EVERY = flows.ingest.COMPACT_EVERY, 1
+    least, store.COMPACT_MIN_FILES = store.COMPACT_MIN_FILES, 2
     try:
         first = ingest_flow(str(recordings), str(ds_path), settings=SETTINGS)
     finally:
-        flows.ingest.COMPACT_EVERY = every
+        flows.ingest.COMPACT_EVERY, store.COMPACT_MIN_FILES = every, least
     after_first = rows_without_volatile(Dataset(ds_path))
     second = ingest_flow(str(recordings), str(ds_path), settings=SETTINGS)
     return ds_path, first, after_first, second
