@@ -130,7 +130,7 @@ def whisper_transcripts(examples: list[Example], stats: FeatureStats) -> list[Ex
         else:
             t0 = time.perf_counter()
             opts = TranscribeOptions(language=ex.language.lower() if ex.language else None, keep_encoder_frames=False)
-            text = transcribe(clip_audio_16k(ex.audio_flac), TRANSCRIBER, options=opts).text.strip()
+            text = transcribe(clip_audio_16k(ex.audio()), TRANSCRIBER, options=opts).text.strip()
             atomic_write_text(path, text)
             stats.computed += 1
             stats.seconds += time.perf_counter() - t0

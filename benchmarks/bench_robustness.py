@@ -137,7 +137,7 @@ def _predict_figures(tmp: Path, wav: Path, env: dict) -> dict:
         "cfg = TrainConfig(model=ModelConfig(encoder='audio', d_model=16, layers=1, heads=2, dropout=0.0), lr=3e-3, epochs=1, patience=1,"
         " seeds=(0,), max_frames=48, batch_size=8, split=(0.5, 0.17, 0.33)).validate()\n"
         "folder, run, _ = train_and_save(build(tmp / 'ds-model', 'gtsinger'), cfg, tmp / 'models', 'tiny', progress=False)\n"
-        "samples, rate = decode_audio_bytes(run.test_examples[0].audio_flac)\n"
+        "samples, rate = decode_audio_bytes(run.test_examples[0].audio())\n"
         "write_audio(tmp / 'normal-take.wav', samples, rate, 'PCM_24')\nprint(folder)\n"
     )
     folder = _child(train, env)[0].strip().splitlines()[-1]

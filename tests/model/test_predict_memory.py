@@ -41,7 +41,7 @@ def test_two_hour_wav_refused_by_predict_in_bounded_memory(run_folder, tmp_path)
     assert "EXIT 2" in out and "too long: 7200.0 s" in out and "two-hours.wav" in out, out
     assert peak < 400, f"peak RSS {peak:.0f} MB refusing a 2-hour take"
 
-    samples, rate = decode_audio_bytes(run.test_examples[0].audio_flac)
+    samples, rate = decode_audio_bytes(run.test_examples[0].audio())
     write_audio(tmp_path / "take.wav", samples, rate, "PCM_24")
     rc, out, _ = peak_rss_mb(_cli("predict", str(tmp_path / "take.wav"), "--model", str(folder), "--out", str(tmp_path / "p.json")))
     assert rc == 0 and "EXIT 0" in out, out
