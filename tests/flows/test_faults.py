@@ -25,22 +25,13 @@ import psutil
 import pytest
 
 from flows import cluster
-from pipeline.data import stage_session
 from pipeline.dataset import Dataset
-from tests.flows.test_scaleout import CLIPS, SETTINGS, _cli, _env, _rows
+from tests.flows.test_scaleout import CLIPS, SETTINGS, _cli, _env, _rows, staged_recordings  # noqa: F401 (the `recordings` fixture)
 
 ZOMBIE_AFTER = 60.0
 # each test ~1–2 min on 2 busy cores (the module ~7 with the cluster and the reference run); a hang
 # fails instead of stalling the suite
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def recordings(tmp_path_factory, gtsinger):
-    root = tmp_path_factory.mktemp("recordings")
-    rows = gtsinger.set_index("path").loc[list(CLIPS)].reset_index()
-    stage_session(rows, root / "2026-11-28-alto", "alto")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,9 @@ CLIPS = (
 SETTINGS = {"model": "tiny.en"}  # what `cantolab serve --model tiny.en` passes
 
 
-@pytest.fixture(scope="module")
-def recordings(tmp_path_factory, gtsinger):
+@pytest.fixture(scope="module", name="recordings")
+def staged_recordings(tmp_path_factory, gtsinger):
+    """The CLIPS as one staged session (test_faults runs on the same takes)."""
     root = tmp_path_factory.mktemp("recordings")
     rows = gtsinger.set_index("path").loc[list(CLIPS)].reset_index()
     stage_session(rows, root / "2026-11-28-alto", "alto")
