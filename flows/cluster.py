@@ -201,11 +201,24 @@ def _base_env(run: Path) -> dict[str, str]:
     return env | QUIET | {"PREFECT_HOME": str(run / "prefect-home"), "PREFECT_CLIENT_MAX_RETRIES": "7"}
 
 
+# Dask's nanny starts each worker with MALLOC_TRIM_THRESHOLD_=65536 (to hand freed memory back to
+# the OS). Setting it switches off glibc's dynamic mmap threshold, so every audio-sized numpy array
+# is mmap'd and unmapped anew: measured here, a take's preprocessing and transcription cost 2× the
+# CPU on a worker (4× the system time) of the same work in a plain process. A worker holds one
+# take at a time, so glibc's defaults are kept (None unsets it in Dask's config). Dask's statistical
+# profiler (a stack sample of every task thread each 10 ms, for its dashboard, which the cluster
+# does not serve) is switched off too.
+WORKER_ENV = {
+    "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": '{"MALLOC_TRIM_THRESHOLD_": None}',
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+}
+
+
 def up(
     run_dir: str | os.PathLike,
     *,
     dask_workers: int = 2,
-    dask_threads: int = 1,
+    dask_threads: int = 2,
     prefect_workers: int = 2,
     pool: str = POOL,
     bucket: str = BUCKET,
@@ -286,6 +299,7 @@ def _start_all(
     launcher.base_env |= state.env()
 
     dask_env = {"DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD": "spawn"}  # delta-rs panics in forked children
+    dask_env |= WORKER_ENV
     started = []
     for i in range(dask_workers):
         ports = {"worker": free_port(), "nanny": free_port(), "http": free_port()}

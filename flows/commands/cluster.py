@@ -20,7 +20,13 @@ RUN_DIR = typer.Argument("cluster-run", help="Run folder: state (cluster.json, c
 def up_cmd(
     run_dir: str = RUN_DIR,
     dask_workers: int = typer.Option(2, "--dask-workers", "-n", min=0, help="Dask workers (one process each)."),
-    dask_threads: int = typer.Option(1, "--dask-threads", min=1, help="Threads per Dask worker (one Whisper model each)."),
+    dask_threads: int = typer.Option(
+        2,
+        "--dask-threads",
+        min=1,
+        help="Task slots per Dask worker. A worker transcribes one take at a time (the ingest's transcribe_concurrency, "
+        "one Whisper model per worker); a second slot writes the previous take's rows meanwhile.",
+    ),
     prefect_workers: int = typer.Option(2, "--prefect-workers", "-m", min=0, help="Prefect process workers polling the pool."),
     pool: str = typer.Option("cantolab", "--pool", help="Work pool name."),
     query_seconds: float = typer.Option(None, "--query-seconds", help="How often workers poll (Prefect's default 10 s)."),

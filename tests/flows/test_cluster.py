@@ -63,6 +63,16 @@ def test_the_pool_has_the_worker_and_dask_has_its_worker(small_cluster):
         info = client.scheduler_info()
         assert [w["name"] for w in info["workers"].values()] == ["dask-worker-1"]
         assert all(addr.startswith("tcp://127.0.0.1:") for addr in info["workers"])
+        # two task slots: one take transcribes while the previous one's rows are written
+        assert [w["nthreads"] for w in info["workers"].values()] == [2]
+        # glibc's dynamic mmap threshold kept (Dask's MALLOC_TRIM_THRESHOLD_ doubled a take's CPU), no profiler
+        seen = client.run(
+            lambda: (
+                __import__("os").environ.get("MALLOC_TRIM_THRESHOLD_"),
+                __import__("dask").config.get("distributed.worker.profile.enabled"),
+            )
+        )
+        assert list(seen.values()) == [(None, False)], seen
     out = subprocess.run(
         [sys.executable, "-m", "prefect", "work-pool", "inspect", "cantolab"], env=small_cluster.env() | _path_env(),
         capture_output=True, text=True, timeout=120,
