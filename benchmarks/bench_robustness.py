@@ -87,7 +87,7 @@ def _short_takes(folder: Path, n: int) -> None:
             if audio is None:
                 piece = sung_note(SungNote(seconds=1.0, f0_hz=150 + i % 300), seed=i)
             else:
-                start = (offset * 12_000) % max(1, len(audio) - 48_000)
+                start = (offset * 12_007) % max(1, len(audio) - 48_000)  # 12,007: windows that wrap around differ
                 piece = audio[start : start + 48_000]
             sf.write(folder / f"take-{i:05d}.wav", piece, 48_000, subtype="PCM_24")
             i += 1
