@@ -64,6 +64,7 @@ FULL_PITCH = os.environ.get("CANTOLAB_BENCH_FULL_PITCH") == "1"
 MERGE = os.environ.get("CANTOLAB_BENCH_MERGE") == "1"
 # model.frame_pool for every network of the headline and RAVDESS parts (unset: Whisper models 4, log-mel CNNs 1).
 FRAME_POOL = int(os.environ.get("CANTOLAB_BENCH_FRAME_POOL") or 0)
+KEEP_CVS = os.environ.get("CANTOLAB_BENCH_KEEP_CVS")  # a path: the finished cross-validations pickled there
 
 
 def priority(job: str) -> int:
@@ -422,9 +423,9 @@ def main() -> dict:
             "knob": "CANTOLAB_BENCH_FRAME_POOL",
             "ab": FRAME_POOL_AB,
         },  # fmt: skip
-        "early_stopping_guard": "a trained epoch replaces the probe only if its paired bootstrap lower bound (2.5th percentile of 1000 resamples, "
-        "validation clips resampled within the 2 validation singers) over the probe fit on the training singers is above 0; "
-        "a kept probe is refit on training + validation singers (model.probe)",
+        "early_stopping_guard": "the network starts as its probe (fit on training + validation singers: the probe baseline); "
+        "a trained epoch replaces it only if the paired bootstrap 95 % interval (1000 resamples of the validation clips "
+        "within the 2 validation singers) of its validation macro-F1 gain over the probe lies above 0 (model.probe)",
     }
 
     stats = FeatureStats()
@@ -460,6 +461,12 @@ def main() -> dict:
     result["protocol"]["workers"] = f"{workers} cross-validations at a time, one thread each"
 
     def write_finished(cvs: dict) -> None:
+        if KEEP_CVS:  # every finished cross-validation (predictions included), to score again without retraining
+            import pickle
+
+            from pipeline.fsio import atomic_write_bytes
+
+            atomic_write_bytes(Path(KEEP_CVS), pickle.dumps(cvs))
         for key, names, done in finish:
             if key in result and not result[key].get("missing_runs"):
                 continue

@@ -13,7 +13,7 @@ from model.config import TrainConfig
 from model.data import Example, encode_labels, label_maps
 from model.evaluate import aggregate, task_metrics
 from model.features import normalize_features
-from model.probe import fit_probes, pooled_features
+from model.probe import fit_probe_for, pooled_features
 from model.splits import check_examples, singer_folds
 from model.text import Vocab
 from model.train import fit, needs_vocab, pick_device, predict_proba
@@ -103,13 +103,13 @@ def crossval(
             )
 
         audio_dim = raw_feats[0].shape[1] if raw_feats is not None else None
-        probes = None
-        if fold_feats is not None:  # once per fold: every seed's probe path and the probe baseline are these fits
+        probe = None
+        if fold_feats is not None:  # once per fold: every seed's probe path and the probe baseline are this fit
             tr, va = pack(idx["train"]), pack(idx["val"])
             n_classes = {t: len(maps[t]) for t in cfg.tasks}
-            probes = fit_probes(tr[0], tr[2], va[0] if idx["val"] else None, va[2], cfg.eval_max_frames, n_classes)
+            probe = fit_probe_for(tr[0], tr[2], va[0] if idx["val"] else None, va[2], cfg.eval_max_frames, n_classes)
             x_test = pooled_features(pack(idx["test"])[0], cfg.eval_max_frames)
-            for t, p in probes[1].probs(x_test).items():
+            for t, p in probe.probs(x_test).items():
                 probe_probs[t][idx["test"]] = p
         val_groups = [singers[i] for i in idx["val"]]
         for seed in cfg.seeds:
@@ -123,7 +123,7 @@ def crossval(
                 audio_dim,
                 vocab,
                 val_groups=val_groups,
-                probes=probes if cfg.model.probe else None,
+                probe=probe if cfg.model.probe else None,
             )
             kept.append(res.net.probe is not None and res.best_epoch == 0)
             p = predict_proba(res.net, *pack(idx["test"])[:2], cfg.eval_max_frames, device)

@@ -21,7 +21,7 @@ from model.evaluate import aggregate, task_metrics
 from model.features import FeatureStats, feature_name, feature_store
 from model.losses import MultiTaskLoss, inverse_frequency
 from model.net import MultiTaskNet
-from model.probe import LinearProbe, fit_linear_probe, fit_probes, guard_bound, pooled_features, probe_metrics
+from model.probe import LinearProbe, fit_linear_probe, fit_probe_for, guard_bound, pooled_features, probe_metrics
 from model.splits import SingerSplit, check_examples, singer_split
 from model.text import Vocab
 from pipeline.dataset import Dataset
@@ -101,7 +101,7 @@ class FitResult:
     net: MultiTaskNet
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0  # 0 with a probe: no trained epoch beat the probe on validation (by the guard)
-    probe_score: float | None = None  # the selection probe's validation macro-F1 (epoch 0)
+    probe_score: float | None = None  # the probe's validation macro-F1 (epoch 0)
     guard: dict | None = None  # the kept trained epoch's bound over the probe (model.probe.guard_bound)
     guard_rejected: int = 0  # epochs whose validation score beat the kept state but whose bound over the probe did not clear the margin
     best_score: float = float("-inf")
@@ -143,17 +143,17 @@ def fit(
     vocab: Vocab | None,
     on_epoch: Callable[[dict], None] | None = None,
     val_groups: list[str] | None = None,
-    probes: tuple[LinearProbe, LinearProbe] | None = None,
+    probe: LinearProbe | None = None,
     margin: float = 0.0,
 ) -> FitResult:
     """Adam, batches of cfg.batch_size, early stopping on validation macro-F1 (mean over tasks).
 
-    With the probe path (model.probe.py): the network starts as the probe fit on the training clips
-    (epoch 0), and a trained epoch is kept only if it beats the kept state on validation *and* its
-    paired bootstrap lower bound over that probe (validation clips resampled within `val_groups`, the
-    validation singers; one group when not given) is above `margin`. If no trained epoch earns it, the
-    network ends as the probe refit on training + validation clips — the probe baseline exactly.
-    `probes` (selection, final) from model.probe.fit_probes saves refitting them for every seed."""
+    With the probe path (model/probe.py): the network starts as the probe fit on the training and
+    validation clips — the probe baseline — (epoch 0), and a trained epoch is kept only if it beats the
+    kept state on validation *and* the paired bootstrap 95 % interval of its gain over the probe
+    (validation clips resampled within `val_groups`, the validation singers; one group when not given)
+    lies above `margin`. Otherwise the network ends as the probe and predicts what the baseline does.
+    `probe` (model.probe.fit_probe_for) saves refitting it for every seed."""
     device = pick_device(cfg.device)
     if device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -163,13 +163,11 @@ def fit(
     ys = {t: ys[t] for t in cfg.tasks}
     net = MultiTaskNet(cfg.model, {t: len(maps[t]) for t in cfg.tasks}, audio_dim, vocab, cfg.max_tokens).to(device)
     has_val = val is not None and len(val[1]) > 0
-    selection = final = None
     if net.probe is not None:
-        if probes is None:
+        if probe is None:
             v_ys = {t: val[2][t] for t in cfg.tasks} if has_val else None
-            probes = fit_probes(feats, ys, val[0] if has_val else None, v_ys, cfg.eval_max_frames, {t: len(maps[t]) for t in cfg.tasks})
-        selection, final = probes
-        set_probe(net, selection)  # cross-fitted: the validation singers are new to it, as to the trained path
+            probe = fit_probe_for(feats, ys, val[0] if has_val else None, v_ys, cfg.eval_max_frames, {t: len(maps[t]) for t in cfg.tasks})
+        set_probe(net, probe)
     weights = {t: inverse_frequency(ys[t], len(maps[t])) for t in cfg.tasks} if cfg.class_weights else None
     loss_fn = MultiTaskLoss(cfg.tasks, cfg.loss, {"style": cfg.lambda_style, "emotion": cfg.lambda_emotion}, weights).to(device)
     pretrained = {id(p) for p in net.encoder.pretrained()}
@@ -246,8 +244,6 @@ def fit(
                 break
     if best_state is not None:
         net.load_state_dict(best_state)
-    if final is not None and result.best_epoch == 0:
-        set_probe(net, final)  # the probe kept: the one fit on training + validation clips, the baseline's
     result.seconds_per_epoch = t_total / max(1, len(result.history))
     result.cpu_seconds_per_epoch = cpu_total / max(1, len(result.history))
     return result
@@ -376,12 +372,12 @@ def train_run(
             return f, [e.transcript for e in exs], encode_labels(exs, maps)
 
         train_p, val_p, test_p = pack(parts["train"]), pack(parts["validation"]), pack(parts["test"])
-        probes, probe_probs, probe_metrics_ = None, {}, {}
-        if raw is not None:  # the probe baseline, once for every seed: the same fits the networks' probe paths get
+        probe, probe_probs, probe_metrics_ = None, {}, {}
+        if raw is not None:  # the probe baseline, once for every seed: the same fit the networks' probe paths get
             n_classes = {t: len(maps[t]) for t in cfg.tasks}
-            probes = fit_probes(train_p[0], train_p[2], val_p[0] if val_p[1] else None, val_p[2], cfg.eval_max_frames, n_classes)
+            probe = fit_probe_for(train_p[0], train_p[2], val_p[0] if val_p[1] else None, val_p[2], cfg.eval_max_frames, n_classes)
             x_test = pooled_features(test_p[0], cfg.eval_max_frames)
-            probe_probs, probe_metrics_ = probes[1].probs(x_test), probe_metrics(probes[1], x_test, test_p[2], maps)
+            probe_probs, probe_metrics_ = probe.probs(x_test), probe_metrics(probe, x_test, test_p[2], maps)
         val_groups = [e.singer for e in parts["validation"]]
         per_seed, histories, fits = [], {}, {}
         for seed in cfg.seeds:
@@ -396,7 +392,7 @@ def train_run(
                 vocab,
                 on_epoch=tick,
                 val_groups=val_groups,
-                probes=probes if cfg.model.probe else None,
+                probe=probe if cfg.model.probe else None,
             )
             probs = predict_proba(res.net, test_p[0], test_p[1], cfg.eval_max_frames, pick_device(cfg.device))
             per_seed.append({"seed": seed} | {t: task_metrics(test_p[2][t], probs[t].argmax(1), maps[t]) for t in cfg.tasks})
