@@ -21,7 +21,11 @@ within singers). Per-singer accuracy for every model, so a model that only recog
 Knobs for a quick look: CANTOLAB_BENCH_PARTS (comma list of headline, ravdess, variants, imbalance;
 default all but imbalance), CANTOLAB_BENCH_SEEDS (default 3), CANTOLAB_BENCH_PATIENCE (default 8), CANTOLAB_BENCH_FOLDS=loso (variants
 and RAVDESS leave-one-singer-out, several times longer), CANTOLAB_BENCH_COLD=1 (a fresh, empty
-feature/transcript cache: the cold-cache timing). The result names which caches were warm.
+feature/transcript cache: the cold-cache timing), CANTOLAB_BENCH_FRAME_POOL=k (model.frame_pool of every
+headline and RAVDESS network; unset: Whisper 4, log-mel CNN 1), CANTOLAB_BENCH_FRAME_POOL_AB=1 (the
+audio-only Whisper models and the RAVDESS CNNs at both 1 and 4: a paired frame_pool_4_minus_1 row),
+CANTOLAB_BENCH_KEEP_CVS=path (finished cross-validations pickled), CANTOLAB_BENCH_DIR (where the JSON
+goes). The result names which caches were warm.
 """
 
 from __future__ import annotations
