@@ -10,9 +10,8 @@ the baseline predicts.
 Early stopping starts from that probe (epoch 0) and keeps a trained epoch only when the paired
 bootstrap 95 % interval of (epoch − probe) validation macro-F1, over the validation clips resampled
 within singers, lies above zero: on two validation singers a higher point score alone is noise.
-The probe is fit on training +
-validation singers, so it has seen the clips it is compared on: a bias in its favour, kept on
-purpose. A cross-fitted comparison (probe fit on training singers only, as the trained path) was
+The probe is fit on training + validation singers, so it has seen the clips it is compared on: a
+bias in its favour, kept on purpose. A cross-fitted comparison (probe fit on training singers only, as the trained path) was
 measured and let noise through: on GTSinger leave-one-singer-out 16 % of fits left the probe on
 that evidence and the network lost −0.027 [−0.054, −0.007] accuracy to the baseline on test.
 """
