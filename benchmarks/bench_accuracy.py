@@ -21,7 +21,11 @@ within singers). Per-singer accuracy for every model, so a model that only recog
 Knobs for a quick look: CANTOLAB_BENCH_PARTS (comma list of headline, ravdess, variants, imbalance;
 default all but imbalance), CANTOLAB_BENCH_SEEDS (default 3), CANTOLAB_BENCH_PATIENCE (default 8), CANTOLAB_BENCH_FOLDS=loso (variants
 and RAVDESS leave-one-singer-out, several times longer), CANTOLAB_BENCH_COLD=1 (a fresh, empty
-feature/transcript cache: the cold-cache timing). The result names which caches were warm.
+feature/transcript cache: the cold-cache timing), CANTOLAB_BENCH_FRAME_POOL=k (model.frame_pool of every
+headline and RAVDESS network; unset: Whisper 4, log-mel CNN 1), CANTOLAB_BENCH_FRAME_POOL_AB=1 (the
+audio-only Whisper models and the RAVDESS CNNs at both 1 and 4: a paired frame_pool_4_minus_1 row),
+CANTOLAB_BENCH_KEEP_CVS=path (finished cross-validations pickled), CANTOLAB_BENCH_DIR (where the JSON
+goes). The result names which caches were warm.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ TRANSCRIBER = "base"
 # The full model with pitch as well (2 × 78 more fits): off by default to keep the bench near 30 min on 2 cores.
 FULL_PITCH = os.environ.get("CANTOLAB_BENCH_FULL_PITCH") == "1"
 MERGE = os.environ.get("CANTOLAB_BENCH_MERGE") == "1"
+# model.frame_pool for every network of the headline and RAVDESS parts (unset: Whisper models 4, log-mel CNNs 1).
+FRAME_POOL = int(os.environ.get("CANTOLAB_BENCH_FRAME_POOL") or 0)
+KEEP_CVS = os.environ.get("CANTOLAB_BENCH_KEEP_CVS")  # a path: the finished cross-validations pickled there
 
 
 def priority(job: str) -> int:
@@ -226,13 +233,22 @@ class Scorer:
         self.index = index
         self.preds: dict[str, list[np.ndarray]] = {}
 
+    def _read(self, p: np.ndarray) -> np.ndarray:
+        return np.asarray(self.cols)[p[:, self.cols].argmax(1)] if self.cols else p.argmax(1)
+
     def add_cv(self, name: str, cv) -> dict:
-        preds = []
-        for s in cv.config.seeds:
-            p = cv.probs[s][self.task]
-            preds.append(np.asarray(self.cols)[p[:, self.cols].argmax(1)] if self.cols else p.argmax(1))
-        self.preds[name] = preds
-        return self.row(name) | {"seconds_per_epoch": round(cv.seconds_per_epoch, 3), "mean_epochs": cv.epochs_run}
+        self.preds[name] = [self._read(cv.probs[s][self.task]) for s in cv.config.seeds]
+        return self.row(name) | {
+            "seconds_per_epoch": round(cv.seconds_per_epoch, 3),
+            "mean_epochs": cv.epochs_run,
+            "kept_probe": round(cv.kept_probe, 3),
+        }
+
+    def add_probe(self, name: str, cv) -> dict:
+        """The probe baseline of a cross-validation (its networks' own probe, model.probe; deterministic:
+        one run), read like the networks (argmax over `keep` when given)."""
+        self.preds[name] = [self._read(cv.probe_probs[self.task])]
+        return self.row(name)
 
     def add_labels(self, name: str, labels: np.ndarray) -> dict:
         """A baseline's predicted class names (one run: deterministic)."""
@@ -279,11 +295,26 @@ def _f1(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def probe_rows(scorer: Scorer, runs: dict, probe: str) -> dict:
-    """Each network's row with its difference from the probe baseline."""
+    """Each network's row with its difference from its own probe (the probe path's logistic regression
+    on that network's input, same folds: `minus_probe`) and, where that differs (pitch columns in the
+    input, or no audio), from the probe baseline `probe` (`minus_probe_baseline`)."""
     out = {probe: scorer.row(probe)}
     for name, cv in runs.items():
-        out[name] = scorer.add_cv(name, cv) | {"minus_probe": scorer.diff(name, probe)}
+        out[name] = scorer.add_cv(name, cv)
+        own = probe
+        if cv.probe_probs and cv.config.model.pitch:  # its probe sees the pitch columns too: a row of its own
+            own = f"probe_{name}"
+            out[own] = scorer.add_probe(own, cv)
+        out[name]["probe"] = own
+        out[name]["minus_probe"] = scorer.diff(name, own)
+        if own != probe:
+            out[name]["minus_probe_baseline"] = scorer.diff(name, probe)
     return out
+
+
+def probe_source(runs: dict, preferred: tuple[str, ...]):
+    """The cross-validation whose probe is the probe baseline: the first finished one without pitch."""
+    return next((runs[n] for n in preferred if n in runs and runs[n].probe_probs), None)
 
 
 def _run_job(job):
@@ -375,6 +406,7 @@ def main() -> dict:
         "note": "model weights (Whisper, MiniLM) are read from disk each run; the OS page cache may hold them",
     }
     base = replace(base_config(), seeds=seeds)
+    cnn_base = with_overrides(base, frame_pool=FRAME_POOL) if FRAME_POOL else base  # the variant table keeps the paper's k = 1
     if os.environ.get("CANTOLAB_BENCH_PATIENCE"):  # fewer epochs past the best one: a busy machine's shortcut, recorded below
         base = replace(base, patience=int(os.environ["CANTOLAB_BENCH_PATIENCE"]))
     if os.environ.get("CANTOLAB_BENCH_SMOKE") == "1":  # a seconds-long pass that checks the wiring only
@@ -388,6 +420,16 @@ def main() -> dict:
         "pitch": "model.pitch: librosa pyin/yin F0 + voicing at 100 frames/s → vibrato rate/extent/strength, stability, glide, "
         "voicing (8 columns at 25 frames/s, relative to the clip's median pitch), a second stream added to the audio states",
         "parts_run": PARTS,
+        "frame_pool": {
+            "whisper": FRAME_POOL or WHISPER_FRAME_POOL,
+            "ravdess_cnn": FRAME_POOL or 1,
+            "variants_cnn": 1,
+            "knob": "CANTOLAB_BENCH_FRAME_POOL",
+            "ab": FRAME_POOL_AB,
+        },  # fmt: skip
+        "early_stopping_guard": "the network starts as its probe (fit on training + validation singers: the probe baseline); "
+        "a trained epoch replaces it only if the paired bootstrap 95 % interval (1000 resamples of the validation clips "
+        "within the 2 validation singers) of its validation macro-F1 gain over the probe lies above 0 (model.probe)",
     }
 
     stats = FeatureStats()
@@ -404,7 +446,7 @@ def main() -> dict:
         r_pstats = FeatureStats()
         r_pitch = timed(timings, "ravdess_pitch_s", clip_features, r_ex, PITCH, stats=r_pstats)
         timings["ravdess_pitch_computed"] = {"clips": r_pstats.computed, "seconds_per_clip": r_pstats.seconds_per_computed_clip}
-        jobs_r, done = ravdess(r_ex, r_logmel, with_pitch(r_logmel, r_pitch), base, r_folds)
+        jobs_r, done = ravdess(r_ex, r_logmel, with_pitch(r_logmel, r_pitch), cnn_base, r_folds)
         jobs |= jobs_r
         finish.append(("ravdess", list(jobs_r), done))
     if "variants" in PARTS or "imbalance" in PARTS:
@@ -423,6 +465,12 @@ def main() -> dict:
     result["protocol"]["workers"] = f"{workers} cross-validations at a time, one thread each"
 
     def write_finished(cvs: dict) -> None:
+        if KEEP_CVS:  # every finished cross-validation (predictions included), to score again without retraining
+            import pickle
+
+            from pipeline.fsio import atomic_write_bytes
+
+            atomic_write_bytes(Path(KEEP_CVS), pickle.dumps(cvs))
         for key, names, done in finish:
             if key in result and not result[key].get("missing_runs"):
                 continue
@@ -483,6 +531,25 @@ def merged(result: dict) -> dict:
 WHISPER_FRAME_POOL = 4  # Whisper states averaged in fours (6.25 frames/s) before the interaction: ~2× faster fits
 
 
+FRAME_POOL_AB = os.environ.get("CANTOLAB_BENCH_FRAME_POOL_AB") == "1"
+
+
+def frame_pool_pairs(models: dict, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """CANTOLAB_BENCH_FRAME_POOL_AB=1: each named model also at the other frame_pool (1 ↔ 4), added to
+    `models` as `<name>_k<k>`, so that k = 4 − k = 1 is a paired difference on the same folds and seeds.
+    Returns name → (k = 4 model, k = 1 model)."""
+    if not FRAME_POOL_AB:
+        return {}
+    pairs = {}
+    for name in names:
+        cfg, feats, exs = models[name]
+        k = cfg.model.frame_pool
+        alt = 1 if k == 4 else 4
+        models[f"{name}_k{alt}"] = (with_overrides(cfg, frame_pool=alt), feats, exs)
+        pairs[name] = (name, f"{name}_k{alt}") if k == 4 else (f"{name}_k{alt}", name)
+    return pairs
+
+
 def headline(examples: list[Example], base: TrainConfig, timings: dict):
     """GTSinger style, leave-one-singer-out and each language held out: audio-only and full model
     (Whisper transcripts) with and without pitch, lyrics-only, the probe baseline, language-only.
@@ -496,7 +563,8 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
         for name, st in (("whisper_states", wstats), ("pitch", pstats), ("transcripts", tstats))
     }
     both = with_pitch(whisper, pitch)
-    full = with_overrides(replace(full_config(base), seeds=base.seeds), frame_pool=WHISPER_FRAME_POOL)
+    whisper_pool = FRAME_POOL or WHISPER_FRAME_POOL
+    full = with_overrides(replace(full_config(base), seeds=base.seeds), frame_pool=whisper_pool)
     audio = with_overrides(full, encoder="audio")
     models = {
         "audio_only": (audio, whisper, examples),
@@ -506,6 +574,7 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
     }
     if FULL_PITCH:
         models["full_whisper_transcripts_pitch"] = (with_overrides(full, pitch=True), both, heard)
+    ab = frame_pool_pairs(models, ("audio_only", "audio_only_pitch"))
     splits = {
         "leave_one_singer_out": smoke_folds(singer_folds([e.singer for e in examples], None)),
         "language_held_out": smoke_folds(language_folds(examples)),
@@ -521,10 +590,13 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
         classes = sorted({e.labels["style"] for e in examples if e.labels.get("style")})
         w_mean = np.asarray([f.mean(0) for f in whisper])
         out: dict = {
-            "features": "frozen Whisper-base encoder states (25 frames/s, averaged in fours inside the network: model.frame_pool 4); "
+            "features": f"frozen Whisper-base encoder states (25 frames/s, averaged in groups of {whisper_pool} inside the network: "
+            f"model.frame_pool {whisper_pool}); "
             "lyrics: MiniLM (frozen) over Whisper-base's own transcripts (beam 5, the take's language given as ingest does) — "
             "not the corpus's reference lyrics",
-            "probe_baseline": "Whisper-mean + StandardScaler + LogisticRegression on the same folds",
+            "probe_baseline": "the networks' own probe (model.probe): Whisper-mean (the network's standardized input, centre crop of "
+            "eval_max_frames) + StandardScaler + LogisticRegression fit on each fold's training + validation singers; "
+            "minus_probe is each network against its own probe (with pitch: the probe over Whisper + pitch columns)",
             "transcripts_sample": {
                 e.clip_id: {"reference": e.transcript, "whisper": h.transcript} for e, h in list(zip(examples, heard))[:4]
             },
@@ -532,8 +604,12 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
         missing: list[str] = []
         for split, folds in splits.items():
             scorer = Scorer(examples, "style", classes)
-            scorer.add_labels("probe_baseline", baseline_predictions(w_mean, examples, "style", folds, False))
             runs = {name: cvs[f"gtsinger/{split}/{name}"] for name in models if f"gtsinger/{split}/{name}" in cvs}
+            source = probe_source(runs, ("audio_only", "full_whisper_transcripts"))
+            if source is not None:  # the networks' own probe: same clips, pooling and fit (model.probe)
+                scorer.add_probe("probe_baseline", source)
+            else:  # none of its networks finished yet (a partial result): the same recipe on raw features
+                scorer.add_labels("probe_baseline", baseline_predictions(w_mean, examples, "style", folds, False))
             missing += [f"{split}/{name}" for name in models if name not in runs]
             rows = probe_rows(scorer, runs, "probe_baseline")
             rows["pitch_minus_no_pitch"] = {}
@@ -543,6 +619,7 @@ def headline(examples: list[Example], base: TrainConfig, timings: dict):
                 rows["pitch_minus_no_pitch"]["full_whisper_transcripts"] = scorer.diff(
                     "full_whisper_transcripts_pitch", "full_whisper_transcripts"
                 )
+            rows["frame_pool_4_minus_1"] = {name: scorer.diff(k4, k1) for name, (k4, k1) in ab.items() if k4 in runs and k1 in runs}
             rows["emotion_accuracy"] = {name: cv.summary["emotion"]["accuracy"] for name, cv in runs.items() if "emotion" in cv.summary}
             rows["folds"] = len(folds)
             rows["language_only"] = _language_control(examples, folds)
@@ -561,27 +638,38 @@ def ravdess(examples, logmel: list[np.ndarray], both: list[np.ndarray], base: Tr
     jobs = {}
     for label, norm in norms.items():
         cfg = replace(base, tasks=("emotion",), max_frames=64, feature_norm=norm)
-        jobs[f"ravdess/{label}/cnn"] = (examples, logmel, cfg, folds)
-        jobs[f"ravdess/{label}/cnn_pitch"] = (examples, both, with_overrides(cfg, pitch=True), folds)
+        models = {"cnn": (cfg, logmel, examples), "cnn_pitch": (with_overrides(cfg, pitch=True), both, examples)}
+        ab = frame_pool_pairs(models, ("cnn", "cnn_pitch"))
+        for name, (c, feats, _) in models.items():
+            jobs[f"ravdess/{label}/{name}"] = (examples, feats, c, folds)
+    names = list(models)
 
     def done(cvs: dict) -> dict:
         classes = sorted(RAVDESS_EMOTIONS)
         pooled = np.asarray([f.mean(0) for f in logmel])
         out: dict = {}
         for label, norm in norms.items():
-            runs = {name: cvs[f"ravdess/{label}/{name}"] for name in ("cnn", "cnn_pitch")}
+            runs = {name: cvs[f"ravdess/{label}/{name}"] for name in names}
             for task_name, keep in (("emotion6", None), ("happy_vs_sad", ("happy", "sad"))):
                 scorer = Scorer(examples, "emotion", classes, keep)
-                scorer.add_labels("probe_baseline", baseline_predictions(pooled, examples, "emotion", folds, norm == "singer", keep))
+                scorer.add_probe("probe_baseline", runs["cnn"])
                 rows = probe_rows(scorer, runs, "probe_baseline")
+                rows["probe_baseline_pooled_then_standardized"] = scorer.add_labels(  # the earlier recipe, for reference
+                    "pooled_then_standardized", baseline_predictions(pooled, examples, "emotion", folds, norm == "singer", keep)
+                )
                 rows["pitch_minus_no_pitch"] = scorer.diff("cnn_pitch", "cnn")
+                rows["frame_pool_4_minus_1"] = {name: scorer.diff(k4, k1) for name, (k4, k1) in ab.items()}
                 rows["feature_norm"] = (
                     "transductive: each test singer standardized over all of that singer's clips (no labels, but unlabelled test clips shape the statistics)"
                     if norm == "singer"
                     else "inductive: standardized with the training singers' statistics only"
                 )
                 out[f"{task_name}_{label}"] = rows
-        out["probe_baseline"] = "log-mel mean + StandardScaler + LogisticRegression (the network's own probe), standardized as the model is"
+        out["probe_baseline"] = (
+            "the CNN's own probe (model.probe): mean of the network's standardized log-mel input + StandardScaler + "
+            "LogisticRegression fit on each fold's training + validation singers; CNN + pitch against its own probe "
+            "(log-mel + pitch columns: probe_cnn_pitch), and against probe_baseline in minus_probe_baseline"
+        )
         out["baseline_mfcc_logreg"] = baseline(mfcc_stats(logmel), examples, "emotion", folds, False)
         out["baseline_mfcc_logreg_singer_norm"] = baseline(mfcc_stats(logmel), examples, "emotion", folds, True)
         out["targets"] = {"accuracy": 0.70, "happy_vs_sad": 0.90}
@@ -649,11 +737,22 @@ def _language_control(examples, folds) -> dict:
 def _row_text(name: str, r: dict) -> str:
     text = f"{name}: acc {fmt(r['accuracy'])} F1 {fmt(r['macro_f1'])}"
     if "minus_probe" in r:
-        text += f" | −probe acc {interval_text(r['minus_probe']['accuracy'])} F1 {interval_text(r['minus_probe']['macro_f1'])}"
+        text += f" | −{r.get('probe', 'probe')} acc {interval_text(r['minus_probe']['accuracy'])} F1 {interval_text(r['minus_probe']['macro_f1'])}"
+    if "minus_probe_baseline" in r:
+        text += f" | −probe_baseline acc {interval_text(r['minus_probe_baseline']['accuracy'])}"
+    if "kept_probe" in r:
+        text += f" | kept probe {r['kept_probe']:.2f}"
     worst = sorted((a, s) for s, a in r.get("per_singer_accuracy", {}).items() if a < 0.5)
     if worst:
         text += " | singers below 0.5: " + ", ".join(f"{s} {a:.2f}" for a, s in worst)
     return text
+
+
+def _frame_pool_lines(rows: dict) -> list[str]:
+    return [
+        f"  frame_pool 4 − 1 ({name}): acc {interval_text(d['accuracy'])} F1 {interval_text(d['macro_f1'])}"
+        for name, d in rows.get("frame_pool_4_minus_1", {}).items()
+    ]
 
 
 def table(result: dict) -> list[str]:
@@ -671,6 +770,7 @@ def table(result: dict) -> list[str]:
             lines.append(f"  {_row_text(name, rows[name])}")
         for name, d in rows["pitch_minus_no_pitch"].items():
             lines.append(f"  pitch − no pitch ({name}): acc {interval_text(d['accuracy'])} F1 {interval_text(d['macro_f1'])}")
+        lines += _frame_pool_lines(rows)
     for key, rows in (result.get("ravdess") or {}).items():
         if not isinstance(rows, dict) or "probe_baseline" not in rows:
             continue
@@ -678,10 +778,11 @@ def table(result: dict) -> list[str]:
         lines.append(
             f"RAVDESS {key} (maj {p['majority_rate']:.3f}, n {p['n']}): probe baseline acc {p['accuracy']['mean']:.3f} F1 {p['macro_f1']['mean']:.3f}"
         )
-        for name in ("cnn", "cnn_pitch"):
+        for name in [n for n in rows if isinstance(rows[n], dict) and "minus_probe" in rows[n]]:
             lines.append(f"  {_row_text(name, rows[name])}")
         d = rows["pitch_minus_no_pitch"]
         lines.append(f"  pitch − no pitch: acc {interval_text(d['accuracy'])} F1 {interval_text(d['macro_f1'])}")
+        lines += _frame_pool_lines(rows)
     v = result.get("variants") or {}
     for task in ("style", "emotion"):
         if task not in v:

@@ -125,7 +125,9 @@ def step_train(ds: Dataset, out: Path) -> None:
     states, audio only (in the reference data language decides style, so lyrics would let the model
     lean on language), co-attention with the probe path, class-weighted. Three seeds, a singer-wise
     split; RAVDESS clips have no style and only train the emotion head (masked loss). The figures are
-    printed beside the simplest baseline's on the same split (mean Whisper state + LR).
+    printed beside the simplest baseline's on the same split: mean Whisper state + LR fit on the
+    training + validation singers, the same computation as the network's probe path (model.probe), so a
+    network that kept its probe prints the baseline's figures exactly.
     """
     from model.config import ModelConfig, TrainConfig
     from model.data import DataError
@@ -152,7 +154,7 @@ def step_train(ds: Dataset, out: Path) -> None:
         console.print(
             f"{task}: accuracy {fmt(s['accuracy'])}, macro-F1 {fmt(s['macro_f1'])} on {s['n']} clips of held-out singers "
             f"{', '.join(run.split.test)} (majority-class rate {s['majority_rate']:.3f})"
-            + (f"; baseline Whisper-mean + LR: accuracy {b['accuracy']:.3f}, macro-F1 {b['macro_f1']:.3f}" if b else "")
+            + (f"; probe baseline (Whisper-mean + LR, the network's own probe): accuracy {b['accuracy']:.3f}, macro-F1 {b['macro_f1']:.3f}" if b else "")
         )
     console.print(f"model and report: [bold]{folder}[/] (report.md)")
 

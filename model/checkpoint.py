@@ -95,6 +95,11 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+# Model settings added after checkpoints were first saved: an older checkpoint was trained without the
+# probe path and with every frame (frame_pool 1), whatever the defaults are now.
+BEFORE_THE_KEY = {"probe": False, "frame_pool": 1}
+
+
 def load_run(path: str | Path, device: str = "cpu") -> LoadedModel:
     path = Path(path)
     for name in (WEIGHTS, CONFIG, LABELS):
@@ -107,8 +112,8 @@ def load_run(path: str | Path, device: str = "cpu") -> LoadedModel:
     if not isinstance(saved_cfg, dict):
         raise CheckpointError(f"{path / CONFIG}: no train_config object")
     saved_cfg = dict(saved_cfg)
-    if isinstance(saved_cfg.get("model"), dict) and "probe" not in saved_cfg["model"]:
-        saved_cfg["model"] = saved_cfg["model"] | {"probe": False}  # saved before the probe path existed
+    if isinstance(saved_cfg.get("model"), dict):  # keys a checkpoint older than them lacks: what it was trained with, not today's default
+        saved_cfg["model"] = BEFORE_THE_KEY | saved_cfg["model"]
     try:
         cfg = TrainConfig.from_dict(saved_cfg)
     except ConfigError as exc:

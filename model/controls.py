@@ -87,30 +87,3 @@ def language_folds(examples: list[Example]) -> list[list[str]]:
     for singer, counts in by_singer.items():
         groups.setdefault(max(sorted(counts), key=counts.get), []).append(singer)
     return [sorted(groups[lang]) for lang in sorted(groups)]
-
-
-def probe_baseline(train: list[Example], train_feats: list[np.ndarray], test: list[Example], test_feats: list[np.ndarray], tasks) -> dict:
-    """The simplest baseline on the same split: each clip's mean feature frame, standardized, logistic
-    regression (what the network's probe path starts from). Per task: accuracy and macro-F1 on the test clips."""
-    from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    xtr = np.asarray([f.mean(0) for f in train_feats])
-    xte = np.asarray([f.mean(0) for f in test_feats])
-    out = {}
-    for task in tasks:
-        ytr = np.asarray([e.labels.get(task) or "" for e in train])
-        yte = np.asarray([e.labels.get(task) or "" for e in test])
-        ktr, kte = ytr != "", yte != ""
-        if len(set(ytr[ktr])) < 2 or not kte.any():
-            continue
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(xtr[ktr], ytr[ktr])
-        pred = clf.predict(xte[kte])
-        present = sorted(set(yte[kte]))
-        out[task] = {
-            "n": int(kte.sum()),
-            "accuracy": float((pred == yte[kte]).mean()),
-            "macro_f1": float(f1_score(yte[kte], pred, labels=present, average="macro", zero_division=0)),
-        }
-    return out

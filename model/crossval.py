@@ -13,6 +13,7 @@ from model.config import TrainConfig
 from model.data import Example, encode_labels, label_maps
 from model.evaluate import aggregate, task_metrics
 from model.features import normalize_features
+from model.probe import fit_probe_for, pooled_features
 from model.splits import check_examples, singer_folds
 from model.text import Vocab
 from model.train import fit, needs_vocab, pick_device, predict_proba
@@ -36,6 +37,10 @@ class CVResult:
     per_seed: list[dict]  # pooled over folds: seed → {task: metrics}
     summary: dict
     probs: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # seed → task → (n, classes) in example order
+    # The probe baseline on the same folds (model.probe: the networks' own probe path, fit on each fold's
+    # training + validation singers, the network's standardized input): task → (n, classes); empty without audio.
+    probe_probs: dict[str, np.ndarray] = field(default_factory=dict)
+    kept_probe: float = 0.0  # share of fits whose early stopping kept the probe (epoch 0)
     seconds_per_epoch: float = 0.0
     epochs_run: float = 0.0
     fits: list[FitRecord] = field(default_factory=list)
@@ -62,6 +67,8 @@ def crossval(
     if raw_feats is not None:
         feats, _ = normalize_features(raw_feats, singers, cfg.feature_norm) if cfg.feature_norm != "global" else (raw_feats, None)
     probs = {s: {t: np.zeros((len(examples), len(maps[t]))) for t in cfg.tasks} for s in cfg.seeds}
+    probe_probs = {t: np.zeros((len(examples), len(maps[t]))) for t in cfg.tasks} if raw_feats is not None else {}
+    kept = []
     device = pick_device(cfg.device)
     epoch_secs, epochs, records = [], [], []
     for k, test_singers in enumerate(folds):
@@ -96,9 +103,29 @@ def crossval(
             )
 
         audio_dim = raw_feats[0].shape[1] if raw_feats is not None else None
+        probe = None
+        if fold_feats is not None:  # once per fold: every seed's probe path and the probe baseline are this fit
+            tr, va = pack(idx["train"]), pack(idx["val"])
+            n_classes = {t: len(maps[t]) for t in cfg.tasks}
+            probe = fit_probe_for(tr[0], tr[2], va[0] if idx["val"] else None, va[2], cfg.eval_max_frames, n_classes)
+            x_test = pooled_features(pack(idx["test"])[0], cfg.eval_max_frames)
+            for t, p in probe.probs(x_test).items():
+                probe_probs[t][idx["test"]] = p
+        val_groups = [singers[i] for i in idx["val"]]
         for seed in cfg.seeds:
             record = FitRecord(k, seed, *([examples[i].clip_id for i in idx[name]] for name in ("train", "val", "test")))
-            res = fit(cfg, seed, maps, pack(idx["train"]), pack(idx["val"]) if idx["val"] else None, audio_dim, vocab)
+            res = fit(
+                cfg,
+                seed,
+                maps,
+                pack(idx["train"]),
+                pack(idx["val"]) if idx["val"] else None,
+                audio_dim,
+                vocab,
+                val_groups=val_groups,
+                probe=probe if cfg.model.probe else None,
+            )
+            kept.append(res.net.probe is not None and res.best_epoch == 0)
             p = predict_proba(res.net, *pack(idx["test"])[:2], cfg.eval_max_frames, device)
             for t in cfg.tasks:
                 probs[seed][t][idx["test"]] = p[t]
@@ -109,8 +136,10 @@ def crossval(
                 on_fit(record)
     per_seed = [{"seed": s} | {t: task_metrics(ys[t], probs[s][t].argmax(1), maps[t]) for t in cfg.tasks} for s in cfg.seeds]
     return CVResult(
-        cfg, folds, per_seed, aggregate(per_seed, cfg.tasks), probs, float(np.mean(epoch_secs)), float(np.mean(epochs)), records
-    )
+        cfg, folds, per_seed, aggregate(per_seed, cfg.tasks), probs=probs, probe_probs=probe_probs,
+        kept_probe=float(np.mean(kept)) if kept else 0.0, seconds_per_epoch=float(np.mean(epoch_secs)),
+        epochs_run=float(np.mean(epochs)), fits=records,
+    )  # fmt: skip
 
 
 def singer_strata(examples: list[Example], task: str) -> dict[str, str]:

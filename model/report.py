@@ -210,16 +210,8 @@ def write_report(run: RunResult, folder: Path, metrics: dict) -> Path:
 
 
 def add_controls(run: RunResult) -> None:
-    if run.feature and run.audio_dim:
-        from model.controls import probe_baseline
-        from model.features import clip_features
-
-        if run.raw_feats is not None:  # the run's feature store, read a clip at a time
-            train_feats, test_feats = run.raw_feats
-        else:
-            feats = clip_features(run.train_examples + run.test_examples, run.feature)  # cached by training
-            train_feats, test_feats = feats[: len(run.train_examples)], feats[len(run.train_examples) :]
-        run.controls["probe_baseline"] = probe_baseline(run.train_examples, train_feats, run.test_examples, test_feats, run.config.tasks)
+    if run.probe_baseline:  # computed by train_run with the networks' own probe (model.probe): same clips, same fit
+        run.controls["probe_baseline"] = run.probe_baseline
     if "style" in run.config.tasks:
         ctrl = language_only(run.train_examples, run.test_examples, "style")
         if ctrl:

@@ -7,7 +7,6 @@ network on given examples (the benchmark's leave-singers-out folds call it direc
 from __future__ import annotations
 
 import copy
-import itertools
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from model.evaluate import aggregate, task_metrics
 from model.features import FeatureStats, feature_name, feature_store
 from model.losses import MultiTaskLoss, inverse_frequency
 from model.net import MultiTaskNet
+from model.probe import LinearProbe, fit_linear_probe, fit_probe_for, guard_bound, pooled_features, probe_metrics
 from model.splits import SingerSplit, check_examples, singer_split
 from model.text import Vocab
 from pipeline.dataset import Dataset
@@ -100,8 +100,10 @@ def prefetched(make: Callable[[np.ndarray], Batch], batches: list[np.ndarray]):
 class FitResult:
     net: MultiTaskNet
     history: list[dict] = field(default_factory=list)
-    best_epoch: int = 0  # 0 with a probe: no trained epoch beat the probe on validation
+    best_epoch: int = 0  # 0 with a probe: no trained epoch beat the probe on validation (by the guard)
     probe_score: float | None = None  # the probe's validation macro-F1 (epoch 0)
+    guard: dict | None = None  # the kept trained epoch's bound over the probe (model.probe.guard_bound)
+    guard_rejected: int = 0  # epochs whose validation score beat the kept state but whose bound over the probe did not clear the margin
     best_score: float = float("-inf")
     seconds_per_epoch: float = 0.0
     cpu_seconds_per_epoch: float = 0.0  # process CPU time: the figure a busy shared machine does not distort
@@ -122,11 +124,13 @@ def predict_proba(net: MultiTaskNet, feats, texts, max_frames: int, device, batc
     return {t: np.concatenate(v) if v else np.zeros((0, net.heads[t][-1].out_features)) for t, v in out.items()}
 
 
-def _score(net, feats, texts, ys, cfg, device, maps) -> tuple[float, dict]:
+def _score(net, feats, texts, ys, cfg, device, maps) -> tuple[float, dict[str, np.ndarray]]:
+    """Mean macro-F1 over tasks on these clips, and the predicted classes."""
     probs = predict_proba(net, feats, texts, cfg.eval_max_frames, device)
-    metrics = {t: task_metrics(ys[t], probs[t].argmax(1), maps[t]) for t in cfg.tasks}
+    preds = {t: probs[t].argmax(1) for t in cfg.tasks}
+    metrics = {t: task_metrics(ys[t], preds[t], maps[t]) for t in cfg.tasks}
     f1s = [m["macro_f1"] for m in metrics.values() if m]
-    return (float(np.mean(f1s)) if f1s else float("nan")), metrics
+    return (float(np.mean(f1s)) if f1s else float("nan")), preds
 
 
 def fit(
@@ -138,8 +142,18 @@ def fit(
     audio_dim: int | None,
     vocab: Vocab | None,
     on_epoch: Callable[[dict], None] | None = None,
+    val_groups: list[str] | None = None,
+    probe: LinearProbe | None = None,
+    margin: float = 0.0,
 ) -> FitResult:
-    """Adam, batches of cfg.batch_size, early stopping on validation macro-F1 (mean over tasks)."""
+    """Adam, batches of cfg.batch_size, early stopping on validation macro-F1 (mean over tasks).
+
+    With the probe path (model/probe.py): the network starts as the probe fit on the training and
+    validation clips — the probe baseline — (epoch 0), and a trained epoch is kept only if it beats the
+    kept state on validation *and* the paired bootstrap 95 % interval of its gain over the probe
+    (validation clips resampled within `val_groups`, the validation singers; one group when not given)
+    lies above `margin`. Otherwise the network ends as the probe and predicts what the baseline does.
+    `probe` (model.probe.fit_probe_for) saves refitting it for every seed."""
     device = pick_device(cfg.device)
     if device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -148,16 +162,12 @@ def fit(
     feats, texts, ys = train
     ys = {t: ys[t] for t in cfg.tasks}
     net = MultiTaskNet(cfg.model, {t: len(maps[t]) for t in cfg.tasks}, audio_dim, vocab, cfg.max_tokens).to(device)
+    has_val = val is not None and len(val[1]) > 0
     if net.probe is not None:
-        # Fit on every clip outside the test singers (training and validation), as the baseline is: the
-        # probe starts as that baseline exactly, and a trained epoch must beat it on validation singers
-        # the probe has seen (a conservative bias: the network falls back to the baseline unless the
-        # trained path clearly does better).
-        if val is not None and len(val[1]):
-            both = {t: np.concatenate([ys[t], val[2][t]]) for t in cfg.tasks}
-            fit_probe(net, _joined(feats, val[0]), both, cfg.eval_max_frames)
-        else:
-            fit_probe(net, feats, ys, cfg.eval_max_frames)
+        if probe is None:
+            v_ys = {t: val[2][t] for t in cfg.tasks} if has_val else None
+            probe = fit_probe_for(feats, ys, val[0] if has_val else None, v_ys, cfg.eval_max_frames, {t: len(maps[t]) for t in cfg.tasks})
+        set_probe(net, probe)
     weights = {t: inverse_frequency(ys[t], len(maps[t])) for t in cfg.tasks} if cfg.class_weights else None
     loss_fn = MultiTaskLoss(cfg.tasks, cfg.loss, {"style": cfg.lambda_style, "emotion": cfg.lambda_emotion}, weights).to(device)
     pretrained = {id(p) for p in net.encoder.pretrained()}
@@ -177,11 +187,15 @@ def fit(
         sample_p = w / w.sum()
     result = FitResult(net)
     best_state, stale, t_total, cpu_total = None, 0, 0.0, 0.0
-    if net.probe is not None and val is not None and len(val[1]):
-        # Epoch 0 is the probe itself: if no trained epoch beats it on validation, the probe is kept.
-        score, _ = _score(net, val[0], val[1], val[2], cfg, device, maps)
+    probe_preds = None
+    if net.probe is not None and has_val:
+        # Epoch 0 is the probe itself: kept unless a trained epoch beats it by the guard.
+        score, probe_preds = _score(net, val[0], val[1], val[2], cfg, device, maps)
         if not np.isnan(score):
             result.best_score, best_state, result.probe_score = score, copy.deepcopy(net.state_dict()), score
+        else:
+            probe_preds = None
+    groups = list(val_groups) if val_groups is not None and has_val else ["validation"] * (len(val[1]) if has_val else 0)
     for epoch in range(1, cfg.epochs + 1):
         t0, c0 = time.perf_counter(), time.process_time()
         net.train()
@@ -202,18 +216,27 @@ def fit(
         t_total += time.perf_counter() - t0
         cpu_total += time.process_time() - c0
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan")}
-        if val is not None and len(val[1]):
-            score, _ = _score(net, val[0], val[1], val[2], cfg, device, maps)
+        preds = None
+        if has_val:
+            score, preds = _score(net, val[0], val[1], val[2], cfg, device, maps)
             record["val_macro_f1"] = score
         else:
             score = -record["train_loss"]
         if np.isnan(score):
             score = -record["train_loss"]
+        better = score > result.best_score + 1e-9
+        if better and probe_preds is not None:  # the guard: is the gain over the probe more than validation noise?
+            bound = guard_bound({t: val[2][t] for t in cfg.tasks}, preds, probe_preds, groups, margin)
+            record["val_minus_probe_low"] = bound["low"]
+            if not bound["passed"]:
+                better = False
+                result.guard_rejected += 1
         result.history.append(record)
         if on_epoch:
             on_epoch(record)
-        if score > result.best_score + 1e-9:
+        if better:
             result.best_score, result.best_epoch, stale = score, epoch, 0
+            result.guard = bound if probe_preds is not None else None
             best_state = copy.deepcopy(net.state_dict())
         else:
             stale += 1
@@ -226,57 +249,23 @@ def fit(
     return result
 
 
-def _joined(a, b):
-    """Two splits' features as one sequence (a FrameStore's splits stay one lazy view)."""
-    if hasattr(a, "store") and hasattr(b, "store") and a.store is b.store:
-        return a.store.subset(a.indices + b.indices)
-    return itertools.chain(a, b)
-
-
-def pooled_features(feats, max_frames: int | None = None) -> np.ndarray:
-    """Each clip's frame mean (centre crop of max_frames, as the network sees at evaluation)."""
-    if hasattr(feats, "clip_means"):  # a FrameStore: streamed, one clip at a time
-        return feats.clip_means(None, max_frames)
-    out = []
-    for f in feats:
-        if max_frames and len(f) > max_frames:
-            start = (len(f) - max_frames) // 2
-            f = f[start : start + max_frames]
-        out.append(np.asarray(f, dtype=np.float32).mean(0))
-    return np.stack(out)
-
-
-def fit_probe(net: MultiTaskNet, feats, ys: dict[str, np.ndarray], max_frames: int | None = None) -> None:
-    """Set the network's probe to a logistic regression on the pooled training features (standardized,
-    L2, the Whisper-mean + LR baseline's recipe) and zero the heads' output layers, so the untrained
-    network predicts exactly what the probe does. A class absent from training gets a very low bias."""
-    from sklearn.linear_model import LogisticRegression
-
-    x = pooled_features(feats, max_frames)
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    z = (x - mu) / sd
-    for task, layer in net.probe.items():
-        y = ys[task]
-        known = y >= 0
-        n_classes = layer.out_features
-        weight = np.zeros((n_classes, x.shape[1]), dtype=np.float64)
-        bias = np.full(n_classes, -30.0)
-        present = np.unique(y[known])
-        if len(present) >= 2:
-            clf = LogisticRegression(max_iter=2000).fit(z[known], y[known])
-            coef, inter = clf.coef_, clf.intercept_
-            if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: logit of the second
-                coef, inter = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], inter])
-            for row, cls in enumerate(clf.classes_):
-                weight[cls], bias[cls] = coef[row] / sd, inter[row] - (coef[row] * mu / sd).sum()
-        elif len(present) == 1:
-            bias[present[0]] = 0.0
-        with torch.no_grad():
-            layer.weight.copy_(torch.from_numpy(weight).float())
-            layer.bias.copy_(torch.from_numpy(bias).float())
+def set_probe(net: MultiTaskNet, probe: LinearProbe) -> None:
+    """Put the probe's linear maps into the network's probe layers and zero the heads' output layers,
+    so the network predicts exactly what the probe does until training moves the heads."""
+    with torch.no_grad():
+        for task, layer in net.probe.items():
+            layer.weight.copy_(torch.from_numpy(probe.weight[task]).float())
+            layer.bias.copy_(torch.from_numpy(probe.bias[task]).float())
             out = net.heads[task][-1]
             out.weight.zero_()
             out.bias.zero_()
+
+
+def fit_probe(net: MultiTaskNet, feats, ys: dict[str, np.ndarray], max_frames: int | None = None) -> LinearProbe:
+    """Fit the probe (model.probe: pooled features → standardized LR) on these clips and set it."""
+    probe = fit_linear_probe(pooled_features(feats, max_frames), ys, {t: layer.out_features for t, layer in net.probe.items()})
+    set_probe(net, probe)
+    return probe
 
 
 @dataclass
@@ -300,6 +289,8 @@ class RunResult:
     test_feats: list | None = None  # standardized, as the network reads them (a FrameStore view from train_run)
     raw_feats: tuple | None = None  # (train, test) features before standardization, for the baselines
     train_examples: list[Example] = field(default_factory=list)
+    probe_baseline: dict = field(default_factory=dict)  # task → accuracy, macro-F1 of the probe alone on the test clips (model.probe)
+    probe_probs: dict[str, np.ndarray] = field(default_factory=dict)  # its test probabilities: what a network that kept its probe predicts
     controls: dict = field(default_factory=dict)
     dataset: dict = field(default_factory=dict)  # {"uri", "versions": {table: version}} it was trained on
 
@@ -381,10 +372,28 @@ def train_run(
             return f, [e.transcript for e in exs], encode_labels(exs, maps)
 
         train_p, val_p, test_p = pack(parts["train"]), pack(parts["validation"]), pack(parts["test"])
+        probe, probe_probs, probe_metrics_ = None, {}, {}
+        if raw is not None:  # the probe baseline, once for every seed: the same fit the networks' probe paths get
+            n_classes = {t: len(maps[t]) for t in cfg.tasks}
+            probe = fit_probe_for(train_p[0], train_p[2], val_p[0] if val_p[1] else None, val_p[2], cfg.eval_max_frames, n_classes)
+            x_test = pooled_features(test_p[0], cfg.eval_max_frames)
+            probe_probs, probe_metrics_ = probe.probs(x_test), probe_metrics(probe, x_test, test_p[2], maps)
+        val_groups = [e.singer for e in parts["validation"]]
         per_seed, histories, fits = [], {}, {}
         for seed in cfg.seeds:
             tick = bar.task(f"seed {seed}: epochs", cfg.epochs)
-            res = fit(cfg, seed, maps, train_p, val_p if val_p[1] else None, audio_dim, vocab, on_epoch=tick)
+            res = fit(
+                cfg,
+                seed,
+                maps,
+                train_p,
+                val_p if val_p[1] else None,
+                audio_dim,
+                vocab,
+                on_epoch=tick,
+                val_groups=val_groups,
+                probe=probe if cfg.model.probe else None,
+            )
             probs = predict_proba(res.net, test_p[0], test_p[1], cfg.eval_max_frames, pick_device(cfg.device))
             per_seed.append({"seed": seed} | {t: task_metrics(test_p[2][t], probs[t].argmax(1), maps[t]) for t in cfg.tasks})
             histories[seed] = res.history
@@ -411,5 +420,7 @@ def train_run(
         test_feats=test_p[0],
         raw_feats=(pack(parts["train"], raw)[0], pack(parts["test"], raw)[0]) if raw is not None else None,
         train_examples=parts["train"],
+        probe_baseline=probe_metrics_,
+        probe_probs=probe_probs,
         dataset={"uri": ds.root, "versions": ds.version} if ds is not None else {},
     )

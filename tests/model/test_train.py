@@ -234,3 +234,18 @@ def test_tuned_whisper_block_trains_saves_and_predicts_the_same(gt_small, tmp_pa
     got = np.asarray([[r[f"p_style_{c}"] for c in model.maps["style"]] for r in rows])
     np.testing.assert_allclose(got, run.test_probs["style"], atol=1e-5)
     assert "top 1 block(s) tuned" in (folder / "report.md").read_text()
+
+
+def test_checkpoint_saved_before_frame_pool_loads_as_trained(gt_small, tmp_path):
+    """A run folder from before `model.frame_pool` existed was trained on every frame: it loads with
+    frame_pool 1 whatever today's default is, and predicts what it predicted when saved."""
+    cfg = tiny_config(epochs=2, model={"frame_pool": 1})
+    folder, run, _ = train_and_save(gt_small, cfg, tmp_path, "old", progress=False)
+    config = json.loads((folder / "config.json").read_text())
+    del config["train_config"]["model"]["frame_pool"]
+    (folder / "config.json").write_text(json.dumps(config))
+    model = load_run(folder)
+    assert model.config.model.frame_pool == 1
+    rows = predict_examples(model, run.test_examples)
+    got = np.asarray([[r[f"p_style_{c}"] for c in model.maps["style"]] for r in rows])
+    np.testing.assert_allclose(got, run.test_probs["style"], atol=1e-5)
