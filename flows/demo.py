@@ -154,7 +154,11 @@ def step_train(ds: Dataset, out: Path) -> None:
         console.print(
             f"{task}: accuracy {fmt(s['accuracy'])}, macro-F1 {fmt(s['macro_f1'])} on {s['n']} clips of held-out singers "
             f"{', '.join(run.split.test)} (majority-class rate {s['majority_rate']:.3f})"
-            + (f"; probe baseline (Whisper-mean + LR, the network's own probe): accuracy {b['accuracy']:.3f}, macro-F1 {b['macro_f1']:.3f}" if b else "")
+            + (
+                f"; probe baseline (Whisper-mean + LR, the network's own probe): accuracy {b['accuracy']:.3f}, macro-F1 {b['macro_f1']:.3f}"
+                if b
+                else ""
+            )
         )
     console.print(f"model and report: [bold]{folder}[/] (report.md)")
 
