@@ -50,8 +50,6 @@ def _recordings(root: Path) -> tuple[int, float]:
     (6–16 s) as they are, then takes of RAVDESS song clips, RAVDESS_PER_TAKE of one actor's clips
     sung one after another with a short pause (~17 s, several phrases, as a take is). Written to a
     temporary folder, never into the repository."""
-    import json
-
     import numpy as np
     import soundfile as sf
 

@@ -16,8 +16,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +24,12 @@ import pytest
 
 from flows import cluster
 from pipeline.dataset import Dataset
-from tests.flows.test_scaleout import CLIPS, SETTINGS, _cli, _env, _rows, staged_recordings  # noqa: F401 (the `recordings` fixture)
+from tests.flows.test_scaleout import (  # noqa: F401 (the `recordings` and `reference` fixtures, on this module's cluster)
+    _cli,
+    _rows,
+    one_process_reference,
+    staged_recordings,
+)
 
 ZOMBIE_AFTER = 60.0
 # each test ~1–2 min on 2 busy cores (the module ~7 with the cluster and the reference run); a hang
@@ -43,23 +46,6 @@ def lab(tmp_path_factory):
         yield state
     finally:
         cluster.down(run, grace=10)
-
-
-@pytest.fixture(scope="module")
-def reference(lab, recordings, tmp_path_factory) -> dict:
-    """The same takes ingested in one process on threads, one BLAS thread like a Dask worker (Whisper's
-    float sums depend on it), into a local dataset: what every faulted run must equal."""
-    ds = tmp_path_factory.mktemp("reference") / "dataset"
-    code = "import sys, json; from flows.ingest import ingest_flow; print(json.dumps(ingest_flow(sys.argv[1], sys.argv[2], None, json.loads(sys.argv[3]), 1)))"
-    env = _env(lab) | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    env.pop("CANTOLAB_DASK_ADDRESS")
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(recordings), str(ds), json.dumps(SETTINGS)], env=env, capture_output=True, text=True, timeout=400
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    rows = _rows(Dataset(ds))
-    assert len(rows["takes"]) == len(CLIPS) and rows["clips"], {k: len(v) for k, v in rows.items()}
-    return rows
 
 
 def _client(lab):

@@ -80,8 +80,8 @@ def _rows(ds: Dataset) -> dict[str, list[dict]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def reference(lab, recordings, tmp_path_factory) -> dict:
+@pytest.fixture(scope="module", name="reference")
+def one_process_reference(lab, recordings, tmp_path_factory) -> dict:
     """The same takes ingested in one process on threads (no Dask), into a local dataset. Dask starts
     its workers with OMP_NUM_THREADS=1 (and MKL/OpenBLAS): so does this run, since Whisper's float
     sums (logprobs, encoder frames) depend on how many threads add them up."""
@@ -95,7 +95,9 @@ def reference(lab, recordings, tmp_path_factory) -> dict:
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["ingested"] == len(CLIPS) and report["rejected"] == 0, report
-    return _rows(Dataset(ds))
+    rows = _rows(Dataset(ds))
+    assert len(rows["takes"]) == len(CLIPS) and rows["clips"], {k: len(v) for k, v in rows.items()}
+    return rows
 
 
 def _run_deployment(state, name: str, on_running=None, timeout: float = 400, parameters: dict | None = None) -> str:

@@ -18,14 +18,24 @@ from model.train import fit, fit_probe, predict_proba, train_run
 from tests.model.conftest import tiny_config
 
 
-def test_untrained_network_predicts_what_the_probe_does(gt_small):
+def _features(gt_small, cfg):
+    """Every clip's label codes and globally standardized features, as the network reads them."""
     examples = load_examples(gt_small)
-    cfg = tiny_config()
     maps = label_maps(examples, cfg.tasks)
-    ys = encode_labels(examples, maps)
     feats, _ = normalize_features(clip_features(examples), [], "global")
-    net = MultiTaskNet(cfg.model, {t: len(maps[t]) for t in cfg.tasks}, feats[0].shape[1], None)
-    fit_probe(net, feats, ys, cfg.eval_max_frames)
+    return maps, encode_labels(examples, maps), feats
+
+
+def _fit_on_halves(gt_small, cfg):
+    """fit() with the first half of the clips as training and the second as validation."""
+    maps, ys, feats = _features(gt_small, cfg)
+    half = len(feats) // 2
+    pack = lambda a, b: (feats[a:b], [""] * (b - a), {t: y[a:b] for t, y in ys.items()})  # noqa: E731
+    return fit(cfg, 0, maps, pack(0, half), pack(half, len(feats)), feats[0].shape[1], None), ys, feats
+
+
+def _assert_is_the_plain_recipe(net, feats, ys, cfg) -> None:
+    """The network's class probabilities are StandardScaler + LogisticRegression's on the pooled frames of every labelled clip."""
     got = predict_proba(net, feats, [""] * len(feats), cfg.eval_max_frames, "cpu")
     x = pooled_features(feats, cfg.eval_max_frames)
     for task in cfg.tasks:
@@ -34,16 +44,17 @@ def test_untrained_network_predicts_what_the_probe_does(gt_small):
         np.testing.assert_allclose(got[task][known], lr.predict_proba(x[known]), atol=2e-4)
 
 
+def test_untrained_network_predicts_what_the_probe_does(gt_small):
+    cfg = tiny_config()
+    maps, ys, feats = _features(gt_small, cfg)
+    net = MultiTaskNet(cfg.model, {t: len(maps[t]) for t in cfg.tasks}, feats[0].shape[1], None)
+    fit_probe(net, feats, ys, cfg.eval_max_frames)
+    _assert_is_the_plain_recipe(net, feats, ys, cfg)
+
+
 def test_early_stopping_falls_back_to_the_probe(gt_small):
     """With a learning rate that only does harm, no trained epoch beats the probe on validation."""
-    examples = load_examples(gt_small)
-    cfg = tiny_config(epochs=3, patience=3, lr=5.0)
-    maps = label_maps(examples, cfg.tasks)
-    ys = encode_labels(examples, maps)
-    feats, _ = normalize_features(clip_features(examples), [], "global")
-    half = len(examples) // 2
-    pack = lambda a, b: (feats[a:b], [""] * (b - a), {t: y[a:b] for t, y in ys.items()})  # noqa: E731
-    res = fit(cfg, 0, maps, pack(0, half), pack(half, len(examples)), feats[0].shape[1], None)
+    res, _, _ = _fit_on_halves(gt_small, tiny_config(epochs=3, patience=3, lr=5.0))
     assert res.probe_score is not None
     assert res.best_score >= res.probe_score
     if res.best_epoch == 0:
@@ -113,18 +124,7 @@ def test_guard_needs_more_than_noise():
 
 
 def test_the_network_probe_is_the_fit_on_training_and_validation_clips(gt_small):
-    examples = load_examples(gt_small)
     cfg = tiny_config(epochs=2, patience=2, lr=1e-12)
-    maps = label_maps(examples, cfg.tasks)
-    ys = encode_labels(examples, maps)
-    feats, _ = normalize_features(clip_features(examples), [], "global")
-    half = len(examples) // 2
-    pack = lambda a, b: (feats[a:b], [""] * (b - a), {t: y[a:b] for t, y in ys.items()})  # noqa: E731
-    res = fit(cfg, 0, maps, pack(0, half), pack(half, len(examples)), feats[0].shape[1], None)
+    res, ys, feats = _fit_on_halves(gt_small, cfg)
     assert res.best_epoch == 0
-    x = pooled_features(feats, cfg.eval_max_frames)
-    for task in cfg.tasks:  # the same recipe by hand on every clip outside the test set
-        known = ys[task] >= 0
-        lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[known], ys[task][known])
-        got = predict_proba(res.net, feats, [""] * len(feats), cfg.eval_max_frames, "cpu")[task]
-        np.testing.assert_allclose(got[known], lr.predict_proba(x[known]), atol=2e-4)
+    _assert_is_the_plain_recipe(res.net, feats, ys, cfg)  # fit on every clip outside the test set: both halves
